@@ -1,0 +1,122 @@
+"""The ASGI application: one app factory, the lifespan that owns every shared client, and the
+error mapping for the routes FastAPI handles."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chatgate import __version__
+from chatgate.core.clock import Clock
+from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.services import Services
+from chatgate.settings import Settings
+from chatgate.transports import openai_http
+from chatgate.transports.http_common import error_body, error_response, json_response
+
+log = logging.getLogger("chatgate")
+
+# Routes anyone may call; every other route authenticates (a test holds the app to this).
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return json_response({"status": "starting"}, status=503)
+    try:
+        current = await services.db.is_current()
+    except Exception:
+        log.exception("readiness check could not reach the database")
+        return json_response({"status": "database unreachable"}, status=503)
+    if not current:
+        return json_response(
+            {"status": "database schema is not current: run chatgate db upgrade"}, status=503
+        )
+    return json_response({"status": "ready", "models": services.models.names()})
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, clock=clock)
+        app.state.services = services
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await services.close()
+            gc.unfreeze()
+
+    app = FastAPI(
+        title="chatgate",
+        version=__version__,
+        lifespan=lifespan,
+        description="A self-hosted ChatGPT service with an OpenAI-compatible gateway.",
+    )
+    for route in openai_http.routes:
+        app.router.routes.append(route)
+    app.router.routes.extend(
+        [
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ChatgateError)
+    async def _chatgate_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ChatgateError)
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        err = InvalidRequest(f"{where or 'body'}: {first.get('msg', 'invalid value')}", param=where)
+        response = json_response(error_body(err), status=422)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        err = ChatgateError(str(exc.detail))
+        err.status = exc.status_code
+        err.code = "http_error"
+        return json_response(error_body(err), status=exc.status_code)

@@ -1,0 +1,316 @@
+"""The ``chatgate`` command: options in, one call into the library, a table or a line out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from chatgate.core.errors import ChatgateError
+from chatgate.services import Services
+from chatgate.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="chatgate",
+    help="A self-hosted ChatGPT service with an OpenAI-compatible gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-C", help="TOML settings file.", exists=True, dir_okay=False),
+]
+
+
+class State:
+    config: Path | None = None
+
+
+state = State()
+
+
+@app.callback()
+def _root(config: ConfigOption = None) -> None:
+    state.config = config
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config or state.config, **overrides)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        err_console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def with_services(fn: Callable[[Services], Awaitable[T]], *, migrate: bool | None = None) -> T:
+    """Run one admin action against the database, mapping errors to a message and exit code."""
+
+    async def runner() -> T:
+        services = await Services.open(load_settings(), migrate=migrate, start_models=False)
+        try:
+            return await fn(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(runner())
+    except ChatgateError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "-"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ---- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 turns it off).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the service."""
+    import uvicorn
+
+    from chatgate.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if grpc_port is not None:
+        overrides["grpc_port"] = grpc_port
+    settings = load_settings(config, **overrides)
+    setup_logging(settings.log_level)
+    settings.secret()
+    logging.getLogger("chatgate").info(
+        "chatgate listening on http://%s:%s (data in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command("demo-upstream")
+def demo_upstream(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    delay: Annotated[float, typer.Option(help="Seconds between streamed chunks.")] = 0.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this Bearer key.", envvar="DEMO_UPSTREAM_KEY")
+    ] = None,
+) -> None:
+    """Run the built-in demo model as a stand-alone OpenAI-compatible server."""
+    import uvicorn
+
+    from chatgate.demo_upstream import DemoUpstream
+
+    console.print(f"demo model served at http://{host}:{port}/v1")
+    uvicorn.run(
+        DemoUpstream(delay=delay, api_key=api_key),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+# ---- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+
+    async def action(services: Services) -> None:
+        return None
+
+    with_services(action, migrate=True)
+    console.print("database is up to date")
+
+
+# ---- users --------------------------------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+@users_app.command("create")
+def users_create(
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user (asks for a password on a terminal; without one, the user uses API keys)."""
+    password = _read_password(password_stdin)
+    role = "admin" if admin else "user"
+    info = with_services(lambda s: s.accounts.create_user(name, password, role=role))
+    console.print(f"created {info.role} {info.name} (id {info.id})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their quotas."""
+    users = with_services(lambda s: s.accounts.list_users())
+    table = Table(
+        "id",
+        "name",
+        "role",
+        "disabled",
+        "daily requests",
+        "daily tokens",
+        "rpm",
+        "streams",
+        "created",
+    )
+    for u in users:
+        q = u.quota
+        table.add_row(
+            str(u.id),
+            u.name,
+            u.role,
+            "yes" if u.disabled else "no",
+            *(
+                ("default" if q[f] is None else str(q[f]))
+                for f in ("daily_requests", "daily_tokens", "rpm", "max_streams")
+            ),
+            when(u.created_at),
+        )
+    console.print(table)
+
+
+@users_app.command("set-quota")
+def users_set_quota(
+    name: str,
+    daily_requests: Annotated[int | None, typer.Option(help="Requests per day (-1: none).")] = None,
+    daily_tokens: Annotated[int | None, typer.Option(help="Tokens per day (-1: none).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (-1: none).")] = None,
+    max_streams: Annotated[int | None, typer.Option(help="Concurrent streams (-1: none).")] = None,
+) -> None:
+    """Set a user's limits; a value of -1 removes that limit, an omitted one is unchanged."""
+    values = {
+        k: v
+        for k, v in {
+            "daily_requests": daily_requests,
+            "daily_tokens": daily_tokens,
+            "rpm": rpm,
+            "max_streams": max_streams,
+        }.items()
+        if v is not None
+    }
+    info = with_services(lambda s: s.accounts.set_quota(name, **values))
+    console.print(
+        f"quota of {info.name}: "
+        + ", ".join(
+            f"{k}={'unlimited' if v is not None and v < 0 else 'default' if v is None else v}"
+            for k, v in info.quota.items()
+        )
+    )
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option("--user", help="Owner of the key.")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    expires_days: Annotated[float | None, typer.Option(help="Expire after N days.")] = None,
+) -> None:
+    """Create an API key and print it once; it is not stored and cannot be shown again."""
+    plain, info = with_services(
+        lambda s: s.accounts.create_key(user, label=name, expires_days=expires_days)
+    )
+    err_console.print(f"key {info.id} for {info.username} (shown once, keep it safe):")
+    print(plain)
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+) -> None:
+    """List keys (their prefixes only)."""
+
+    async def action(s: Services) -> list[Any]:
+        user_id = (await s.accounts.get_user(user)).id if user else None
+        return await s.accounts.list_keys(user_id)
+
+    keys = with_services(action)
+    table = Table("id", "user", "prefix", "label", "created", "expires", "last used", "status")
+    for k in keys:
+        status = "revoked" if k.revoked_at else ("active" if k.active else "expired")
+        table.add_row(
+            str(k.id),
+            k.username,
+            k.prefix + "…",
+            k.label or "",
+            when(k.created_at),
+            when(k.expires_at),
+            when(k.last_used_at),
+            status,
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key."""
+    info = with_services(lambda s: s.accounts.revoke_key(key_id))
+    console.print(f"revoked key {info.id} ({info.prefix}…) of {info.username}")
+
+
+def main() -> None:
+    app()

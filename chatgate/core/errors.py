@@ -1,0 +1,122 @@
+"""The one error hierarchy. Transports map these to their own wire shape in one place each."""
+
+from __future__ import annotations
+
+
+class ChatgateError(Exception):
+    """Base of every error a client may see. ``code`` is stable and machine-readable."""
+
+    code = "internal_error"
+    status = 500
+    retryable = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(ChatgateError):
+    code = "invalid_request_error"
+    status = 400
+
+
+class AuthenticationFailed(ChatgateError):
+    code = "invalid_api_key"
+    status = 401
+
+
+class PermissionDenied(ChatgateError):
+    code = "permission_denied"
+    status = 403
+
+
+class NotFound(ChatgateError):
+    code = "not_found"
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(ChatgateError):
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "request_too_large"
+    status = 413
+
+
+class LimitExceeded(ChatgateError):
+    """A quota or rate limit. ``headers`` carry the x-ratelimit-* facts for HTTP clients."""
+
+    code = "rate_limit_exceeded"
+    status = 429
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+class QuotaExhausted(LimitExceeded):
+    """A daily cap that is used up: retrying before the day turns is pointless."""
+
+    code = "insufficient_quota"
+    retryable = False
+
+
+class TooManyLoginAttempts(LimitExceeded):
+    code = "too_many_attempts"
+
+
+class UpstreamError(ChatgateError):
+    """The model server failed; ``status`` is what the client should see (502 by default)."""
+
+    code = "upstream_error"
+    status = 502
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    status = 504
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    status = 502
+
+
+class UpstreamRejected(ChatgateError):
+    """The upstream refused the request itself (a 4xx such as a context length error)."""
+
+    code = "upstream_rejected"
+    status = 400
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+
+
+class UpstreamMisconfigured(UpstreamError):
+    """Our own credentials were refused upstream: the operator must act, not the client."""
+
+    code = "upstream_misconfigured"
+    status = 502
+    retryable = False
+
+
+class Cancelled(ChatgateError):
+    code = "cancelled"
+    status = 499

@@ -1,0 +1,34 @@
+"""What every provider is: one streaming call over an OpenAI-shaped body, plus a model list.
+
+The body is what the OpenAI API would receive; a provider for another wire format translates
+it in its own module. A provider yields ``Delta`` pieces and sets ``finish_reason``/``usage`` on
+the piece that carried them. It raises ``ChatgateError``s only, before or during the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chatgate.core.events import Delta
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One call to a provider. ``path`` is ``chat/completions`` or ``completions``."""
+
+    body: dict[str, Any]
+    path: str = "chat/completions"
+    wants_raw: bool = False
+    client_usage: bool = False
+
+
+class Provider(Protocol):
+    name: str
+
+    def stream(self, call: UpstreamCall) -> AsyncGenerator[Delta, None]: ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def close(self) -> None: ...

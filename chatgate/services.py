@@ -1,0 +1,80 @@
+"""Everything the transports and commands use, built once from ``Settings``.
+
+The server builds one ``Services`` in its lifespan; every command of the CLI builds its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from chatgate.core.accounts import AccountService, Limits
+from chatgate.core.chat import ChatService
+from chatgate.core.clock import Clock
+from chatgate.core.metrics import Metrics
+from chatgate.core.quotas import QuotaService
+from chatgate.core.usage import UsageRecorder
+from chatgate.providers.demo import DEMO_MODEL
+from chatgate.providers.router import ModelRegistry
+from chatgate.settings import Settings
+from chatgate.store.db import Database
+from chatgate.store.writer import BatchWriter
+
+log = logging.getLogger("chatgate")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    writer: BatchWriter
+    accounts: AccountService
+    quotas: QuotaService
+    usage: UsageRecorder
+    metrics: Metrics
+    models: ModelRegistry
+    chat: ChatService
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        migrate: bool | None = None,
+        start_models: bool = True,
+    ) -> Services:
+        """Open the database (upgrading SQLite by itself), start the writer and providers."""
+        clock = clock or Clock(settings.timezone)
+        db = Database(settings.resolved_database_url)
+        if migrate if migrate is not None else db.is_sqlite:
+            await db.upgrade()
+        writer = BatchWriter(db, interval=settings.usage_flush_seconds)
+        writer.start()
+        limits = Limits(
+            daily_requests=settings.default_daily_requests,
+            daily_tokens=settings.default_daily_tokens,
+            rpm=settings.default_rpm,
+            max_streams=settings.default_max_streams,
+        )
+        accounts = AccountService(db, writer, limits, settings.key_cache_seconds, clock.now)
+        quotas = QuotaService(clock)
+        usage = UsageRecorder(writer, clock)
+        metrics = Metrics()
+        models = ModelRegistry(settings)
+        if start_models:
+            await models.start()
+            if DEMO_MODEL in models.names() and not settings.upstream_providers:
+                log.warning(
+                    "no upstream is configured: serving the built-in demo model only "
+                    "(set OPENAI_BASE_URL and OPENAI_API_KEY to use a real one)"
+                )
+        chat = ChatService(models, quotas, usage, metrics)
+        return cls(settings, clock, db, writer, accounts, quotas, usage, metrics, models, chat)
+
+    async def close(self) -> None:
+        """Stop in the order that loses nothing: providers, then pending writes, then the db."""
+        await self.models.close()
+        await self.writer.stop()
+        await self.db.close()

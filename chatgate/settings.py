@@ -1,0 +1,230 @@
+"""The one typed configuration object.
+
+Built once at start (``Settings.load``) from ``CHATGATE_*`` environment variables and an optional
+TOML file, then passed down. Nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_UNSAFE_SECRETS = {"changeme", "secret", "changethis", ""}
+
+
+class Timeouts(BaseModel):
+    """Upstream timeouts in seconds: connect, first byte/token, idle between chunks, whole call."""
+
+    connect: float = 10.0
+    first_token: float = 60.0
+    idle: float = 60.0
+    total: float = 600.0
+
+
+class ModelConfig(BaseModel):
+    """A model as users see it, mapped to one or more provider deployments (tried in order)."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    deployments: list[str] = Field(default_factory=list)
+    upstream_name: str | None = None
+    context_window: int = 8192
+    input_price: float = 0.0
+    output_price: float = 0.0
+    kind: Literal["chat", "completion"] = "chat"
+
+
+class ProviderConfig(BaseModel):
+    """One upstream model server."""
+
+    name: str
+    kind: Literal["openai-compatible", "azure-openai", "demo"] = "openai-compatible"
+    base_url: str = "https://api.openai.com/v1"
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_key_envs: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    proxy: str | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    api_version: str | None = None
+    deployment: str | None = None
+    discover_models: bool = True
+
+    @model_validator(mode="after")
+    def _keys_from_env(self) -> ProviderConfig:
+        """Keys named by environment variable are read here, when settings are built."""
+        for env_name in self.api_key_envs:
+            value = os.environ.get(env_name)
+            if value:
+                self.api_keys.append(SecretStr(value))
+        return self
+
+
+class Settings(BaseSettings):
+    """Every setting chatgate has; each is documented in the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHATGATE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("chatgate", appauthor=False))
+    )
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int = 9000
+    log_level: str = "info"
+    timezone: str | None = None
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CHATGATE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("CHATGATE_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    openai_proxy: str | None = None
+    demo_model: bool | None = None
+    demo_chunk_delay: float = 0.02
+    models_refresh_seconds: float = 300.0
+    upstream_timeouts: Timeouts = Field(default_factory=Timeouts)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    default_context_window: int = 8192
+    max_history_turns: int | None = None
+    max_request_bytes: int = 4 * 1024 * 1024
+
+    key_cache_seconds: float = 30.0
+    jwt_lifetime_days: float = 30.0
+    anonymous_user: str | None = None
+
+    default_daily_requests: int | None = 10
+    default_daily_tokens: int | None = None
+    default_rpm: int | None = None
+    default_max_streams: int | None = None
+
+    usage_flush_seconds: float = 0.5
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file_from(init_settings, env_settings)
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @field_validator("grpc_port", "port")
+    @classmethod
+    def _port_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("a port is between 0 and 65535")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secret(self) -> Settings:
+        if self.secret_key is not None:
+            raw = self.secret_key.get_secret_value()
+            if raw.lower() in _UNSAFE_SECRETS or len(raw) < 16:
+                raise ValueError(
+                    "CHATGATE_SECRET_KEY is too weak: use at least 16 random characters "
+                    "or leave it unset to have one generated"
+                )
+        return self
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from the environment, the TOML file and explicit overrides."""
+        if config_file is not None:
+            if not config_file.is_file():
+                raise FileNotFoundError(f"config file not found: {config_file}")
+            overrides["config_file"] = config_file
+        return cls(**overrides)
+
+    # ---- derived values -------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'chatgate.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def upstream_providers(self) -> list[ProviderConfig]:
+        """Configured providers, with the OPENAI_* default upstream first when it is set."""
+        providers = list(self.providers)
+        if self.openai_base_url or self.openai_api_key:
+            keys = [self.openai_api_key] if self.openai_api_key else []
+            providers.insert(
+                0,
+                ProviderConfig(
+                    name="openai",
+                    base_url=(self.openai_base_url or "https://api.openai.com/v1").rstrip("/"),
+                    api_keys=keys,
+                    proxy=self.openai_proxy,
+                    timeouts=self.upstream_timeouts,
+                ),
+            )
+        return providers
+
+    @property
+    def serve_demo(self) -> bool:
+        if self.demo_model is not None:
+            return self.demo_model
+        return not self.upstream_providers
+
+    def secret(self) -> str:
+        """The signing secret: from settings, else generated once and kept in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return ensure_secret_file(self.data_dir)
+
+
+def ensure_secret_file(data_dir: Path) -> str:
+    """Read the secret kept in ``data_dir``, creating it with mode 0600 on first use."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / _SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _toml_file_from(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        data = source()
+        value = data.get("config_file")
+        if value:
+            return Path(value)
+    return None

@@ -1,0 +1,122 @@
+"""What every HTTP route shares: reading the caller's credential and body, and the one place
+where a ``ChatgateError`` becomes an HTTP response (OpenAI's error shape and headers)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from chatgate.core.accounts import Principal
+from chatgate.core.errors import (
+    AuthenticationFailed,
+    ChatgateError,
+    InvalidRequest,
+    LimitExceeded,
+    PayloadTooLarge,
+    PermissionDenied,
+    QuotaExhausted,
+)
+from chatgate.services import Services
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
+
+
+def services_of(conn: HTTPConnection) -> Services:
+    services: Services = conn.app.state.services
+    return services
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    token = bearer_token(conn)
+    if token is None:
+        raise AuthenticationFailed(
+            "You didn't provide an API key. Provide it in the Authorization header "
+            "(Authorization: Bearer YOUR_KEY)."
+        )
+    return await services_of(conn).accounts.authenticate(token)
+
+
+async def require_admin(conn: HTTPConnection) -> Principal:
+    principal = await authenticate(conn)
+    if not principal.is_admin:
+        raise PermissionDenied("This needs an administrator.")
+    return principal
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. Send a JSON object."
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+def error_body(exc: ChatgateError) -> dict[str, Any]:
+    if isinstance(exc, QuotaExhausted):
+        kind = "insufficient_quota"
+    elif isinstance(exc, LimitExceeded):
+        kind = "requests"
+    else:
+        kind = _TYPES.get(
+            exc.status, "server_error" if exc.status >= 500 else "invalid_request_error"
+        )
+    return {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}}
+
+
+def error_headers(exc: ChatgateError) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, LimitExceeded):
+        headers.update(exc.headers)
+        if exc.retry_after is not None:
+            headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None and "retry-after" not in headers:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    headers["x-should-retry"] = "true" if exc.retryable else "false"
+    return headers
+
+
+def error_response(exc: ChatgateError) -> Response:
+    return Response(
+        orjson.dumps(error_body(exc)),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=error_headers(exc),
+    )
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
+    )

@@ -1,0 +1,365 @@
+"""The OpenAI-compatible HTTP API: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
+
+These are the hottest routes, so they are plain Starlette endpoints: the body is parsed once with
+orjson, the upstream's own bytes are relayed when they can be, and chunks are rendered here only
+for providers that have no wire format of their own (the in-process demo model).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
+from chatgate.transports.http_common import (
+    authenticate,
+    error_body,
+    error_response,
+    json_response,
+    read_json,
+    services_of,
+)
+
+_OURS = frozenset(("model", "messages", "prompt", "stream", "conversation_id", "parent_id"))
+_ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_DONE_LINE = b"data: [DONE]\n\n"
+
+
+# ---- parsing --------------------------------------------------------------------------------
+
+
+def _optional_id(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise InvalidRequest(f"'{name}' must be a non-empty string id.", param=name)
+    return value
+
+
+def _common(body: dict[str, Any], kind: str) -> ChatRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
+    for name in ("n", "max_tokens", "max_completion_tokens", "best_of"):
+        value = body.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+    return ChatRequest(
+        model=model,
+        kind="chat" if kind == "chat" else "completion",
+        stream=stream,
+        params={k: v for k, v in body.items() if k not in _OURS},
+        conversation_id=_optional_id(body, "conversation_id"),
+        parent_id=_optional_id(body, "parent_id"),
+        wants_raw=True,
+        client_usage=bool(stream and options and options.get("include_usage")),
+    )
+
+
+def parse_chat(body: dict[str, Any]) -> ChatRequest:
+    request = _common(body, "chat")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise InvalidRequest(
+                f"messages[{i}] must be an object with a valid 'role'.", param=f"messages[{i}]"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise InvalidRequest(
+                f"messages[{i}].content must be a string or an array.",
+                param=f"messages[{i}].content",
+            )
+    request.messages = messages
+    return request
+
+
+def parse_completion(body: dict[str, Any]) -> ChatRequest:
+    request = _common(body, "completion")
+    prompt = body.get("prompt")
+    is_list = isinstance(prompt, list) and bool(prompt) and all(isinstance(p, str) for p in prompt)
+    if is_list or isinstance(prompt, str):
+        request.prompt = prompt
+    else:
+        raise InvalidRequest("'prompt' must be a string or an array of strings.", param="prompt")
+    return request
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+
+class _Renderer:
+    """Builds OpenAI-shaped chunks and bodies for replies that were not relayed as bytes."""
+
+    def __init__(self, request: ChatRequest, model: str) -> None:
+        self.request = request
+        self.chat = request.kind == "chat"
+        prefix = "chatcmpl-" if self.chat else "cmpl-"
+        self.id = prefix + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+        self.object = "chat.completion.chunk" if self.chat else "text_completion"
+
+    def _chunk(self, choice: dict[str, Any] | None, **extra: Any) -> bytes:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice] if choice is not None else [],
+        }
+        if self.chat:
+            data["system_fingerprint"] = None
+        data.update(extra)
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def role_chunk(self) -> bytes:
+        if not self.chat:
+            return b""
+        return self._chunk(
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        )
+
+    def delta_chunk(self, piece: Delta) -> bytes:
+        if self.chat:
+            delta: dict[str, Any] = {}
+            if piece.text:
+                delta["content"] = piece.text
+            if piece.tool_calls:
+                delta["tool_calls"] = piece.tool_calls
+            if not delta:
+                return b""
+            return self._chunk(
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+            )
+        if not piece.text:
+            return b""
+        return self._chunk(
+            {"index": 0, "text": piece.text, "logprobs": None, "finish_reason": None}
+        )
+
+    def final_chunks(self, done: Done, relayed: bool) -> bytes:
+        ids = _ids(done)
+        out = b""
+        if not relayed:
+            finish: dict[str, Any] = {
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": done.finish_reason,
+            }
+            if self.chat:
+                finish["delta"] = {}
+            else:
+                finish["text"] = ""
+            out += self._chunk(finish, **ids)
+            if self.request.client_usage:
+                out += self._chunk(None, usage=done.usage.as_openai())
+        elif ids:
+            out += self._chunk(None, **ids)
+        return out
+
+    def body(
+        self, text: str, tool_calls: list[dict[str, Any]] | None, done: Done
+    ) -> dict[str, Any]:
+        if self.chat:
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": text or None,
+                "refusal": None,
+            }
+            if tool_calls:
+                message["tool_calls"] = [
+                    {k: v for k, v in call.items() if k != "index"} for call in tool_calls
+                ]
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": done.finish_reason,
+            }
+            obj = "chat.completion"
+        else:
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": done.finish_reason,
+            }
+            obj = "text_completion"
+        data: dict[str, Any] = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": done.usage.as_openai(),
+        }
+        if self.chat:
+            data["system_fingerprint"] = None
+        data.update(_ids(done))
+        return data
+
+
+def _ids(done: Done) -> dict[str, Any]:
+    if done.conversation_id is None:
+        return {}
+    return {
+        "conversation_id": done.conversation_id,
+        "message_id": done.message_id,
+        "parent_id": done.parent_id,
+    }
+
+
+def _sse_error(exc: ChatgateError) -> bytes:
+    return b"data: " + orjson.dumps(error_body(exc)) + b"\n\n"
+
+
+async def _sse(
+    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], render: _Renderer
+) -> AsyncGenerator[bytes, None]:
+    """Write the stream; it ends with ``[DONE]`` only when the reply really finished."""
+    async with aclosing(events):
+        event: ChatEvent | None = first
+        relayed = False
+        started = False
+        while event is not None:
+            if isinstance(event, Delta):
+                if event.raw is not None:
+                    relayed = True
+                    yield event.raw
+                else:
+                    if not started and not relayed:
+                        yield render.role_chunk()
+                    out = render.delta_chunk(event)
+                    if out:
+                        yield out
+                started = True
+            elif isinstance(event, Done):
+                if not started and not relayed:
+                    yield render.role_chunk()
+                yield render.final_chunks(event, relayed) + _DONE_LINE
+                return
+            elif isinstance(event, ErrorEvent):
+                yield _sse_error(event.error)
+                return
+            event = await anext(events, None)
+
+
+async def _whole(
+    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], render: _Renderer
+) -> Response:
+    """Collect a non-streamed reply; relay the upstream's own body when there is one."""
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    raw: bytes | None = None
+    async with aclosing(events):
+        event: ChatEvent | None = first
+        while event is not None:
+            if isinstance(event, Delta):
+                raw = event.raw
+                texts.append(event.text)
+                tool_calls.extend(event.tool_calls or ())
+            elif isinstance(event, ErrorEvent):
+                return error_response(event.error)
+            elif isinstance(event, Done):
+                ids = _ids(event)
+                if raw is not None and len(texts) == 1:
+                    if not ids:
+                        return Response(raw, media_type="application/json")
+                    data = orjson.loads(raw)
+                    data.update(ids)
+                    return json_response(data)
+                return json_response(render.body("".join(texts), tool_calls or None, event))
+            event = await anext(events, None)
+    raise RuntimeError("the chat stream ended without a Done event")
+
+
+async def _serve(request: Request, kind: str) -> Response:
+    services = services_of(request)
+    try:
+        principal = await authenticate(request)
+        body = await read_json(request, services.settings.max_request_bytes)
+        chat = parse_chat(body) if kind == "chat" else parse_completion(body)
+        events = services.chat.stream(principal, chat)
+        first = await anext(events)
+    except ChatgateError as exc:
+        return error_response(exc)
+    render = _Renderer(chat, chat.model)
+    if chat.stream:
+        return StreamingResponse(
+            _sse(first, events, render), media_type="text/event-stream", headers=_SSE_HEADERS
+        )
+    return await _whole(first, events, render)
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _serve(request, "chat")
+
+
+async def completions(request: Request) -> Response:
+    return await _serve(request, "completion")
+
+
+def _model_card(route: Any) -> dict[str, Any]:
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": route.created,
+        "owned_by": route.owned_by,
+    }
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        await authenticate(request)
+    except ChatgateError as exc:
+        return error_response(exc)
+    routes = services_of(request).models.routes()
+    return json_response({"object": "list", "data": [_model_card(r) for r in routes]})
+
+
+async def get_model(request: Request) -> Response:
+    try:
+        await authenticate(request)
+        name = request.path_params["model"]
+        try:
+            route = services_of(request).models.resolve(name)
+        except NotFound:
+            raise
+    except ChatgateError as exc:
+        return error_response(exc)
+    return json_response(_model_card(route))
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+]

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Gateway, ServerThread
+
+from chatgate.demo_upstream import DemoUpstream
+from chatgate.settings import Settings
+
+_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests build their settings explicitly; nothing leaks in from the machine."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CHATGATE_") or name in _ENV:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "demo_chunk_delay": 0.0,
+            "grpc_port": 0,
+            "usage_flush_seconds": 0.05,
+            "default_daily_requests": None,
+        }
+        values.update(overrides)
+        return Settings.load(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_gateway(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def make(clock: Any = None, **overrides: Any) -> Gateway:
+        gateway = Gateway(make_settings(**overrides), clock=clock).start()
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Gateway]) -> Gateway:
+    """chatgate serving the in-process demo model."""
+    return make_gateway()
+
+
+@pytest.fixture
+def demo_upstream() -> Iterator[ServerThread]:
+    """``chatgate demo-upstream`` as a real HTTP server, recording what it receives."""
+    server = ServerThread(DemoUpstream(record=True)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied_gateway(make_gateway: Callable[..., Gateway], demo_upstream: ServerThread) -> Gateway:
+    """chatgate in front of the demo model served over HTTP (the OpenAI-compatible provider)."""
+    return make_gateway(openai_base_url=demo_upstream.url + "/v1", openai_api_key="upstream-key")
