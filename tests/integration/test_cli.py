@@ -1,0 +1,95 @@
+"""The ``chatgate`` command as a user runs it, in a subprocess against a real data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+from support import Gateway
+
+from chatgate.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+
+
+def run(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "chatgate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_admin_creates_a_user_and_a_key_that_the_openai_sdk_accepts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = run(
+        data,
+        "users",
+        "create",
+        "alice",
+        "--admin",
+        "--password-stdin",
+        stdin="correct horse battery\n",
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created admin alice" in created.stdout
+    made = run(data, "keys", "create", "--user", "alice", "--name", "laptop")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith("sk-cg-") and len(key) == len("sk-cg-") + 43
+    assert "shown once" in made.stderr
+
+    listed = run(data, "keys", "list")
+    assert "laptop" in listed.stdout and key[:12] in listed.stdout
+    assert key not in listed.stdout and key not in (data / "chatgate.db").read_bytes().decode(
+        errors="ignore"
+    )
+
+    gateway = Gateway(Settings.load(data_dir=data, grpc_port=0, demo_chunk_delay=0)).start()
+    try:
+        api = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+        assert api.models.list().data[0].id == "demo"
+    finally:
+        gateway.stop()
+
+    revoked = run(data, "keys", "revoke", "1")
+    assert revoked.returncode == 0 and "revoked key 1" in revoked.stdout
+
+
+def test_duplicate_user_is_a_clear_error_with_exit_code_1(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(data, "users", "create", "bob").returncode == 0
+    again = run(data, "users", "create", "bob")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_set_quota_shows_in_users_list(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run(data, "users", "create", "carol")
+    done = run(data, "users", "set-quota", "carol", "--daily-requests", "5", "--rpm", "-1")
+    assert done.returncode == 0, done.stderr
+    assert "daily_requests=5" in done.stdout and "rpm=unlimited" in done.stdout
+    listed = run(data, "users", "list")
+    assert "carol" in listed.stdout and " 5 " in listed.stdout
+
+
+def test_db_upgrade_reports_success(tmp_path: Path) -> None:
+    result = run(tmp_path / "data", "db", "upgrade")
+    assert result.returncode == 0 and "up to date" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["keys", "revoke", "99"], ["keys", "create", "--user", "nobody"]])
+def test_unknown_things_are_reported_not_tracebacks(tmp_path: Path, args: list[str]) -> None:
+    result = run(tmp_path / "data", *args)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "error:" in result.stderr

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from chatgate.core.errors import InvalidRequest
+from chatgate.providers.base import UpstreamCall
+from chatgate.providers.demo import DemoProvider, plan
+
+
+def chat(content: str, **extra: object) -> dict[str, object]:
+    return {"model": "demo", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def test_reply_is_markdown_with_a_list_and_a_code_block_mentioning_the_question() -> None:
+    reply = plan(chat("How do trees grow?"))
+    assert "How do trees grow?" in reply.text
+    assert "\n1. " in reply.text and "```python" in reply.text
+    assert reply.finish_reason == "stop"
+
+
+def test_reply_is_deterministic() -> None:
+    assert plan(chat("same")).pieces == plan(chat("same")).pieces
+
+
+def test_max_tokens_cuts_with_length() -> None:
+    reply = plan(chat("hi", max_tokens=3))
+    assert len(reply.pieces) == 3 and reply.finish_reason == "length"
+    assert reply.usage.completion_tokens == 3
+
+
+def test_stop_sequence_cuts_before_it() -> None:
+    reply = plan(chat("hi", stop=["**demo**"]))
+    assert "**demo**" not in reply.text and reply.finish_reason == "stop"
+
+
+def test_invalid_stop_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        plan(chat("hi", stop=[1]))
+
+
+def test_tool_is_called_then_its_result_is_answered() -> None:
+    tools = [{"type": "function", "function": {"name": "lookup"}}]
+    call = plan(chat("weather", tools=tools))
+    assert call.finish_reason == "tool_calls" and call.tool_calls[0]["function"]["name"] == "lookup"
+    body = chat("weather", tools=tools)
+    body["messages"] = [*body["messages"], {"role": "tool", "content": "sunny"}]  # type: ignore[list-item]
+    assert "sunny" in plan(body).text
+
+
+async def test_provider_streams_word_by_word_and_reports_usage_last() -> None:
+    provider = DemoProvider()
+    pieces = [p async for p in provider.stream(UpstreamCall(chat("hello", stream=True)))]
+    assert len(pieces) > 20
+    assert pieces[-1].finish_reason == "stop" and pieces[-1].usage is not None
+    assert all(p.usage is None for p in pieces[:-1])
