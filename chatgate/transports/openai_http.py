@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.transports.http_common import (
     authenticate,
@@ -347,11 +347,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     try:
         await authenticate(request)
-        name = request.path_params["model"]
-        try:
-            route = services_of(request).models.resolve(name)
-        except NotFound:
-            raise
+        route = services_of(request).models.resolve(request.path_params["model"])
     except ChatgateError as exc:
         return error_response(exc)
     return json_response(_model_card(route))
