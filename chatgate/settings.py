@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     key_cache_seconds: float = 30.0
     jwt_lifetime_days: float = 30.0
     anonymous_user: str | None = None
+    websocket_max_in_flight: int = 16
 
     default_daily_requests: int | None = 10
     default_daily_tokens: int | None = None

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gateway, ServerThread
+from support import Gateway, ServerThread, WatchedUpstream
 
 from chatgate.demo_upstream import DemoUpstream
 from chatgate.settings import Settings
@@ -28,6 +28,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
+            "port": 0,
             "demo_chunk_delay": 0.0,
             "grpc_port": 0,
             "usage_flush_seconds": 0.05,
@@ -71,3 +72,17 @@ def demo_upstream() -> Iterator[ServerThread]:
 def proxied_gateway(make_gateway: Callable[..., Gateway], demo_upstream: ServerThread) -> Gateway:
     """chatgate in front of the demo model served over HTTP (the OpenAI-compatible provider)."""
     return make_gateway(openai_base_url=demo_upstream.url + "/v1", openai_api_key="upstream-key")
+
+
+@pytest.fixture
+def watched_upstream() -> Iterator[ServerThread]:
+    """A demo upstream that streams a word every 50 ms and notes the clients that hang up."""
+    server = ServerThread(WatchedUpstream(delay=0.05)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slow_gateway(make_gateway: Callable[..., Gateway], watched_upstream: ServerThread) -> Gateway:
+    """chatgate in front of ``watched_upstream``, for tests that cut a reply half-way."""
+    return make_gateway(openai_base_url=watched_upstream.url + "/v1", openai_api_key="k")

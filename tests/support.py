@@ -110,3 +110,78 @@ class Gateway(ServerThread):
 
     def flush(self) -> None:
         self.run(self.services.writer.flush())
+
+    def request_log(self) -> list[Any]:
+        """Every ``RequestLog`` row, oldest first, once pending writes are flushed."""
+        from sqlalchemy import select
+
+        from chatgate.store.tables import RequestLog
+
+        self.flush()
+
+        async def rows() -> list[Any]:
+            async with self.services.db.session() as session:
+                query = select(RequestLog).order_by(RequestLog.id)
+                return list((await session.scalars(query)).all())
+
+        return self.run(rows())
+
+
+class WatchedUpstream:
+    """The demo upstream, noting each streamed reply its client hung up on before the end.
+
+    ``hangups`` counts them; ``wait_hangups(n)`` lets a test wait for the gateway to have
+    dropped its upstream calls.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        from chatgate.demo_upstream import DemoUpstream
+
+        self.inner = DemoUpstream(delay=delay, record=True)
+        self.hangups = 0
+        self._changed = threading.Condition()
+
+    def wait_hangups(self, count: int = 1, timeout: float = 10) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.hangups >= count, timeout)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.inner.requests
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        body_read = asyncio.Event()
+        finished = False
+
+        async def inner_receive() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if not message.get("more_body"):
+                body_read.set()
+            return message
+
+        async def inner_send(message: dict[str, Any]) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        async def watch() -> None:
+            await body_read.wait()
+            message = await receive()
+            if message["type"] == "http.disconnect" and not finished:
+                with self._changed:
+                    self.hangups += 1
+                    self._changed.notify_all()
+                app.cancel()
+
+        app = asyncio.ensure_future(self.inner(scope, inner_receive, inner_send))
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await app
+        except asyncio.CancelledError:
+            pass
+        finally:
+            watcher.cancel()

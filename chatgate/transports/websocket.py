@@ -1,0 +1,210 @@
+"""The native WebSocket protocol at ``/api/v1/ws``: JSON frames, several requests at once.
+
+Client frames: ``{"type": "auth", "token"}`` (unless the handshake carried a Bearer header or
+``?token=``), ``{"type": "chat", "id", "model", "messages" | "prompt", "conversation_id",
+"parent_id", …OpenAI parameters}``, ``{"type": "cancel", "id"}`` and ``{"type": "ping"}``.
+Server frames, each with the request's ``id``: ``delta``, ``done``, ``error`` and ``pong``.
+A cancelled request ends with an ``error`` whose code is ``cancelled``; a closed socket cancels
+everything on it. In both cases the partial reply is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from chatgate.core.errors import (
+    AuthenticationFailed,
+    Cancelled,
+    ChatgateError,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+)
+from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done
+from chatgate.transports.http_common import services_of
+from chatgate.transports.openai_http import parse_chat
+from chatgate.transports.ws_session import Session, SocketGone, handshake_token
+
+RequestId = str | int | None
+_NOT_PARAMS = ("type", "id", "stream", "stream_options", "prompt")
+
+
+# ---- the one place errors become frames -----------------------------------------------------
+
+
+def error_frame(rid: RequestId, exc: ChatgateError) -> str:
+    frame: dict[str, Any] = {"type": "error", "id": rid, "code": exc.code, "message": exc.message}
+    if exc.param is not None:
+        frame["param"] = exc.param
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        frame["retry_after"] = round(retry_after, 3)
+    return _dump(frame)
+
+
+# ---- parsing and rendering ------------------------------------------------------------------
+
+
+def _dump(frame: dict[str, Any]) -> str:
+    return orjson.dumps(frame).decode()
+
+
+def parse_request(frame: dict[str, Any]) -> ChatRequest:
+    """A ``chat`` frame as a ``ChatRequest``: the OpenAI body rules, always streamed."""
+    body = {k: v for k, v in frame.items() if k not in _NOT_PARAMS}
+    prompt = frame.get("prompt")
+    if "messages" not in frame and prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
+        body["messages"] = [{"role": "user", "content": prompt}]
+    request = parse_chat(body)
+    request.stream = True
+    request.wants_raw = False
+    request.client_usage = False
+    return request
+
+
+def render(rid: RequestId, event: ChatEvent) -> str | None:
+    if isinstance(event, Delta):
+        if not event.text and not event.tool_calls:
+            return None
+        frame: dict[str, Any] = {"type": "delta", "id": rid, "text": event.text}
+        if event.tool_calls:
+            frame["tool_calls"] = event.tool_calls
+        return _dump(frame)
+    if isinstance(event, Done):
+        return _dump(
+            {
+                "type": "done",
+                "id": rid,
+                "conversation_id": event.conversation_id,
+                "message_id": event.message_id,
+                "parent_id": event.parent_id,
+                "finish_reason": event.finish_reason,
+                "model": event.model,
+                "usage": event.usage.as_openai(),
+            }
+        )
+    return error_frame(rid, event.error)
+
+
+def _request_id(frame: dict[str, Any]) -> RequestId:
+    rid = frame.get("id")
+    if rid is None or (isinstance(rid, str) and 0 < len(rid) <= 128):
+        return rid
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return rid
+    raise InvalidRequest("'id' must be a string of 1-128 characters or an integer.", param="id")
+
+
+# ---- one connection -------------------------------------------------------------------------
+
+
+class Connection:
+    """The protocol state of one socket: its credential and the frames it sends."""
+
+    def __init__(self, session: Session, token: str | None) -> None:
+        self.session = session
+        self.token = token
+
+    async def handle(self, frame: str | bytes) -> None:
+        rid: RequestId = None
+        try:
+            if isinstance(frame, bytes):
+                raise InvalidRequest("Binary frames are not accepted: send JSON text frames.")
+            too_large = self.session.too_large(frame)
+            if too_large is not None:
+                raise too_large
+            try:
+                data = orjson.loads(frame)
+            except orjson.JSONDecodeError:
+                raise InvalidRequest("The frame is not valid JSON.") from None
+            if not isinstance(data, dict):
+                raise InvalidRequest("A frame must be a JSON object.")
+            rid = _request_id(data)
+            await self._dispatch(data, rid)
+        except ChatgateError as exc:
+            await self.session.send(error_frame(rid, exc))
+
+    async def _dispatch(self, data: dict[str, Any], rid: RequestId) -> None:
+        kind = data.get("type")
+        if kind == "chat":
+            self._chat(data, rid)
+        elif kind == "cancel":
+            if rid is None or not self.session.cancel(rid):
+                raise NotFound("No request with this id is in flight.", param="id")
+        elif kind == "ping":
+            await self.session.send(_dump({"type": "pong", "id": rid}))
+        elif kind == "auth":
+            await self._auth(data, rid)
+        else:
+            raise InvalidRequest("'type' must be one of chat, cancel, ping, auth.", param="type")
+
+    async def _auth(self, data: dict[str, Any], rid: RequestId) -> None:
+        token = data.get("token")
+        if not isinstance(token, str) or not token:
+            raise InvalidRequest("'token' must be a non-empty string.", param="token")
+        principal = await self.session.services.accounts.authenticate(token)
+        self.token = token
+        await self.session.send(
+            _dump({"type": "auth", "id": rid, "ok": True, "user": principal.username})
+        )
+
+    def _chat(self, data: dict[str, Any], rid: RequestId) -> None:
+        if self.token is None:
+            raise AuthenticationFailed("Authenticate first: send {'type': 'auth', 'token': KEY}.")
+        if rid is None:
+            raise InvalidRequest("A chat frame needs an 'id'.", param="id")
+        if self.session.running(rid):
+            raise InvalidRequest("A request with this id is already in flight.", param="id")
+        if self.session.busy:
+            raise LimitExceeded("Too many requests in flight on this socket.", retry_after=1.0)
+        request = parse_request(data)
+        self.session.start(rid, self._stream(rid, request, self.token))
+
+    async def _stream(self, rid: RequestId, request: ChatRequest, token: str) -> None:
+        session = self.session
+        services = session.services
+        try:
+            principal = await services.accounts.authenticate(token)
+            async with aclosing(services.chat.stream(principal, request)) as events:
+                async for event in events:
+                    out = render(rid, event)
+                    if out is not None:
+                        await session.send(out)
+        except ChatgateError as exc:
+            await session.send(error_frame(rid, exc))
+        except asyncio.CancelledError:
+            if session.open:
+                await session.send(error_frame(rid, Cancelled("The request was cancelled.")))
+            raise
+
+
+async def endpoint(ws: WebSocket) -> None:
+    services = services_of(ws)
+    await ws.accept()
+    session = Session(ws, services, services.settings.websocket_max_in_flight)
+    connection = Connection(session, handshake_token(ws))
+    try:
+        if connection.token is not None:
+            try:
+                await services.accounts.authenticate(connection.token)
+            except ChatgateError as exc:
+                await session.send(error_frame(None, exc))
+                await session.end(1008, "authentication failed")
+                return
+        async for frame in session.frames():
+            await connection.handle(frame)
+    except SocketGone:
+        pass
+    finally:
+        await session.close()
+
+
+routes = [WebSocketRoute("/api/v1/ws", endpoint)]
