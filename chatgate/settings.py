@@ -33,17 +33,42 @@ class Timeouts(BaseModel):
     total: float = 600.0
 
 
+class Routing(BaseModel):
+    """How a failing deployment is retried, given up for the next one, and rested.
+
+    Retries happen only before the first byte of a reply has gone to the client, and only for
+    failures that cannot have been the request's own fault (connect errors, 429, 5xx, first-token
+    timeouts). ``backoff_base * 2**n`` (capped at ``backoff_max``, with full jitter) is waited
+    between tries unless the upstream's ``retry-after`` says longer; a ``retry-after`` beyond
+    ``max_retry_wait`` moves straight to the next deployment. ``breaker_failures`` failures in a
+    row take a deployment out for ``breaker_cooldown`` seconds, after which one request probes it.
+    """
+
+    retries: int = Field(default=2, ge=0)
+    backoff_base: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=4.0, ge=0)
+    max_retry_wait: float = Field(default=10.0, ge=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=30.0, ge=0)
+
+
 class ModelConfig(BaseModel):
-    """A model as users see it, mapped to one or more provider deployments (tried in order)."""
+    """A model as users see it, mapped to one or more provider deployments (tried in order).
+
+    Prices are per million tokens. ``allowed_users``/``allowed_roles``, when given, limit who may
+    use (and see) the model; empty means everyone.
+    """
 
     name: str
     aliases: list[str] = Field(default_factory=list)
     deployments: list[str] = Field(default_factory=list)
     upstream_name: str | None = None
     context_window: int = 8192
-    input_price: float = 0.0
-    output_price: float = 0.0
+    input_price: float = Field(default=0.0, ge=0)
+    output_price: float = Field(default=0.0, ge=0)
     kind: Literal["chat", "completion"] = "chat"
+    allowed_users: list[str] = Field(default_factory=list)
+    allowed_roles: list[str] = Field(default_factory=list)
 
 
 class ProviderConfig(BaseModel):
@@ -60,6 +85,7 @@ class ProviderConfig(BaseModel):
     api_version: str | None = None
     deployment: str | None = None
     discover_models: bool = True
+    max_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _keys_from_env(self) -> ProviderConfig:
@@ -104,6 +130,7 @@ class Settings(BaseSettings):
     demo_chunk_delay: float = 0.02
     models_refresh_seconds: float = 300.0
     upstream_timeouts: Timeouts = Field(default_factory=Timeouts)
+    routing: Routing = Field(default_factory=Routing)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
 

@@ -114,7 +114,7 @@ class ChatService:
     async def stream(
         self, principal: Principal, request: ChatRequest
     ) -> AsyncGenerator[ChatEvent, None]:
-        route = self.models.resolve(request.model)
+        route = self.models.resolve(request.model, principal)
         reservation = await self.quotas.reserve(principal, route.name)
         ex = _Exchange(time.perf_counter(), principal, reservation, route, request)
         try:

@@ -98,6 +98,28 @@ class UpstreamUnavailable(UpstreamError):
     status = 502
 
 
+class UpstreamRateLimited(UpstreamError):
+    """The upstream answered 429; ``retry_after`` is its own hint, in seconds."""
+
+    code = "upstream_rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamCoolingDown(UpstreamUnavailable):
+    """Every deployment of the model has failed lately and is resting; try again later."""
+
+    code = "upstream_cooling_down"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UpstreamRejected(ChatgateError):
     """The upstream refused the request itself (a 4xx such as a context length error)."""
 

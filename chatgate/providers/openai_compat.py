@@ -20,6 +20,7 @@ from chatgate.core.errors import (
     ModelNotFound,
     UpstreamError,
     UpstreamMisconfigured,
+    UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -30,25 +31,21 @@ from chatgate.settings import ProviderConfig
 
 log = logging.getLogger("chatgate.upstream")
 
-MAX_PENDING_BYTES = 8 * 1024 * 1024
 _DONE = b"[DONE]"
 
 
-class UpstreamRateLimited(UpstreamError):
-    code = "upstream_rate_limited"
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after")
+    """The upstream's pause hint: ``retry-after-ms`` (OpenAI) or ``retry-after`` in seconds
+    (an HTTP date is read as "a while": the default backoff then applies)."""
+    value = headers.get("retry-after-ms")
+    scale = 0.001
+    if value is None:
+        value = headers.get("retry-after")
+        scale = 1.0
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        return max(0.0, float(value) * scale)
     except ValueError:
         return None
 
@@ -90,7 +87,8 @@ def upstream_status_error(name: str, status: int, body: bytes, headers: Any) -> 
 
 
 class OpenAICompatProvider:
-    """A provider speaking the OpenAI HTTP API, with its keys used in turn."""
+    """A provider speaking the OpenAI HTTP API (or Azure OpenAI's flavour of it), with its keys
+    used in turn: one request per key, round and round, so a retry goes out with the next key."""
 
     def __init__(self, config: ProviderConfig, keys: list[str]) -> None:
         self.name = config.name
@@ -114,13 +112,22 @@ class OpenAICompatProvider:
                 connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
                 self._proxy = proxy
             t = self.config.timeouts
+            # Deadlines for the answer are kept by ``stream`` itself (first token, idle, total);
+            # the session only bounds getting a connection.
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=t.connect, sock_connect=t.connect
+                ),
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 auto_decompress=True,
             )
         return self._session
+
+    @property
+    def connector(self) -> aiohttp.BaseConnector | None:
+        """The connection pool, while there is one (tests count its connections)."""
+        return self._session.connector if self._session is not None else None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -138,17 +145,22 @@ class OpenAICompatProvider:
                 headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _url(self, path: str) -> str:
+    def _url(self, path: str, model: str | None = None) -> str:
         base = self.config.base_url.rstrip("/")
         if self.config.kind == "azure-openai":
-            deployment = self.config.deployment or ""
-            version = self.config.api_version or "2024-10-21"
+            version = self.config.api_version or AZURE_API_VERSION
+            if path == "models":
+                return f"{base}/openai/models?api-version={version}"
+            deployment = self.config.deployment or model or ""
             return f"{base}/openai/deployments/{deployment}/{path}?api-version={version}"
         return f"{base}/{path}"
 
     # ---- calls ------------------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:
+        if self.config.kind == "azure-openai":
+            # Azure serves deployments, not models: the configured one is what can be asked for.
+            return [self.config.deployment] if self.config.deployment else []
         timeout = aiohttp.ClientTimeout(total=self.config.timeouts.connect + 10)
         try:
             async with self._client().get(
@@ -157,9 +169,11 @@ class OpenAICompatProvider:
                 body = await resp.read()
                 if resp.status != 200:
                     raise upstream_status_error(self.name, resp.status, body, resp.headers)
+            data = orjson.loads(body).get("data") or []
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"could not list models of upstream '{self.name}'") from exc
-        data = orjson.loads(body).get("data") or []
+        except (orjson.JSONDecodeError, AttributeError) as exc:
+            raise UpstreamError(f"upstream '{self.name}' sent a malformed model list") from exc
         return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
 
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[Delta, None]:
@@ -169,15 +183,19 @@ class OpenAICompatProvider:
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
             body["stream_options"] = options
+        model = body.get("model")
         if self.config.kind == "azure-openai":
             body.pop("model", None)
         payload = orjson.dumps(body)
         timeouts = self.config.timeouts
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
+        end = now + timeouts.total
+        # A streamed reply must start within first_token; a whole one may take the total time.
+        first = min(now + timeouts.first_token, end) if streaming else end
         try:
-            async with asyncio.timeout(timeouts.first_token):
+            async with asyncio.timeout_at(first):
                 resp = await self._client().post(
-                    self._url(call.path),
+                    self._url(call.path, model if isinstance(model, str) else None),
                     data=payload,
                     headers=self._headers(),
                     proxy=self._proxy,
@@ -188,12 +206,16 @@ class OpenAICompatProvider:
             raise UpstreamUnavailable(f"could not reach upstream '{self.name}'") from exc
         async with resp:
             if resp.status != 200:
-                raw = await resp.read()
+                try:
+                    async with asyncio.timeout_at(end):
+                        raw = await resp.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    raw = b""
                 raise upstream_status_error(self.name, resp.status, raw, resp.headers)
             if not streaming:
-                yield await self._whole(resp, call, loop.time() + timeouts.first_token)
+                yield await self._whole(resp, call, end)
                 return
-            async for delta in self._relay(resp, call):
+            async for delta in self._relay(resp, call, first, end):
                 yield delta
 
     async def _whole(self, resp: aiohttp.ClientResponse, call: UpstreamCall, until: float) -> Delta:
@@ -207,9 +229,9 @@ class OpenAICompatProvider:
         try:
             data = orjson.loads(raw)
             choice = data["choices"][0]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            message = choice.get("message") or {}
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream '{self.name}' sent a malformed reply") from exc
-        message = choice.get("message") or {}
         text = message.get("content") if "message" in choice else choice.get("text")
         return Delta(
             text=text or "",
@@ -220,49 +242,100 @@ class OpenAICompatProvider:
         )
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, call: UpstreamCall
+        self, resp: aiohttp.ClientResponse, call: UpstreamCall, first: float, end: float
     ) -> AsyncGenerator[Delta, None]:
-        timeouts = self.config.timeouts
+        """Yield complete SSE events as they come, each read bounded by a deadline: the first
+        token's until a piece has come, then the idle gap, never past the total.
+
+        The deadline covers the read only, never the ``yield``: time the client takes to
+        accept a piece is not the upstream's fault.
+        """
+        idle = self.config.timeouts.idle
+        limit = self.config.max_event_bytes
         loop = asyncio.get_running_loop()
-        pending = b""
-        first = True
-        try:
-            async with asyncio.timeout(timeouts.first_token) as idle:
-                async for data in resp.content.iter_any():
+        read = resp.content.readany
+        pending = bytearray()
+        deadline = first
+        finished = False
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await read()
+            except TimeoutError as exc:
+                raise self._stalled(deadline, first, end) from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
+            if not data:
+                break
+            if pending:
+                start = max(0, len(pending) - 3)
+                pending += data
+                cut = _event_boundary(pending, start)
+                if cut < 0:
+                    self._check_size(pending, limit)
+                    continue
+                complete = bytes(pending[:cut])
+                del pending[:cut]
+            else:
+                cut = _event_boundary(data, 0)
+                if cut == len(data):
+                    complete = data
+                elif cut < 0:
                     pending += data
-                    end = _event_boundary(pending)
-                    if end < 0:
-                        if len(pending) > MAX_PENDING_BYTES:
-                            raise UpstreamError(
-                                f"upstream '{self.name}' sent an event larger than "
-                                f"{MAX_PENDING_BYTES} bytes"
-                            )
-                        continue
-                    complete, pending = pending[:end], pending[end:]
-                    delta = _parse_events(self.name, complete, call)
-                    if delta is not None:
-                        if first:
-                            first = False
-                        yield delta
-                    idle.reschedule(loop.time() + timeouts.idle)
-        except TimeoutError as exc:
-            what = "first token" if first else "next chunk"
-            raise UpstreamTimeout(f"upstream '{self.name}' stalled waiting for the {what}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
-        if pending.strip():
-            delta = _parse_events(self.name, pending, call)
+                    self._check_size(pending, limit)
+                    continue
+                else:
+                    complete = data[:cut]
+                    pending += data[cut:]
+            try:
+                delta, ended = _parse_events(self.name, complete, call)
+            except _Malformed as bad:
+                if bad.before is not None:
+                    yield bad.before
+                raise bad.error from None
+            finished = finished or ended
             if delta is not None:
+                finished = finished or delta.finish_reason is not None
                 yield delta
+                deadline = min(loop.time() + idle, end)
+        if pending.strip():
+            try:
+                delta, ended = _parse_events(self.name, bytes(pending), call)
+            except _Malformed as bad:
+                if bad.before is not None:
+                    yield bad.before
+                raise bad.error from None
+            finished = finished or ended
+            if delta is not None:
+                finished = finished or delta.finish_reason is not None
+                yield delta
+        if not finished:
+            raise UpstreamError(f"upstream '{self.name}' ended the stream before the reply did")
+
+    def _stalled(self, deadline: float, first: float, end: float) -> UpstreamTimeout:
+        if deadline >= end:
+            what = "took longer than its total time limit"
+        elif deadline == first:
+            what = "stalled waiting for the first token"
+        else:
+            what = "stalled waiting for the next chunk"
+        return UpstreamTimeout(f"upstream '{self.name}' {what}")
+
+    def _check_size(self, pending: bytearray, limit: int) -> None:
+        if len(pending) > limit:
+            raise UpstreamError(f"upstream '{self.name}' sent an event larger than {limit} bytes")
 
 
-def _event_boundary(buf: bytes) -> int:
-    """Index just past the last complete SSE event in ``buf``, or -1."""
-    end = buf.rfind(b"\n\n")
-    if end >= 0:
-        return end + 2
-    end = buf.rfind(b"\r\n\r\n")
-    return end + 4 if end >= 0 else -1
+AZURE_API_VERSION = "2024-10-21"
+
+
+def _event_boundary(buf: bytes | bytearray, start: int) -> int:
+    """Index just past the last complete SSE event in ``buf`` (searching from ``start``), or -1."""
+    lf = buf.rfind(b"\n\n", start)
+    crlf = buf.rfind(b"\r\n\r\n", start)
+    if crlf >= 0 and crlf + 2 > lf:
+        return crlf + 4
+    return lf + 2 if lf >= 0 else -1
 
 
 def _usage(data: Any) -> Usage | None:
@@ -274,60 +347,103 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
-def _parse_events(name: str, complete: bytes, call: UpstreamCall) -> Delta | None:
-    """Read the text, tool calls, finish reason and usage out of complete SSE events."""
+class _BadLine(Exception):
+    def __init__(self, line: bytes, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.line = line
+        self.error = error
+
+
+class _Malformed(Exception):
+    """A bad event, and the good ones that came before it in the same read (still relayed)."""
+
+    def __init__(self, error: UpstreamError, before: Delta | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.before = before
+
+
+def _parse_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta | None, bool]:
+    """Read the text, tool calls, finish reason and usage out of complete SSE events; the flag
+    says whether ``[DONE]`` was among them. Raises ``_Malformed`` at the first bad event."""
+    try:
+        return _read_events(name, complete, call)
+    except _BadLine as bad:
+        cut = complete.find(bad.line)
+        before = _read_events(name, complete[:cut], call)[0] if cut > 0 else None
+        raise _Malformed(bad.error, before) from None
+
+
+def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta | None, bool]:
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     finish: str | None = None
     usage: Usage | None = None
     drop: list[bytes] = []
+    done = False
     for line in complete.splitlines():
         if not line.startswith(b"data:"):
+            if line:  # comments, event:, id:, retry: - OpenAI clients choke on some of them
+                drop.append(line)
             continue
         payload = line[5:].strip()
         if payload == _DONE:
             drop.append(line)
+            done = True
             continue
         try:
             event = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"upstream '{name}' sent malformed data in its stream") from exc
+        except orjson.JSONDecodeError:
+            event = None
         if not isinstance(event, dict):
-            raise UpstreamError(f"upstream '{name}' sent malformed data in its stream")
+            raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data"))
         if "error" in event:
-            raise UpstreamError(f"upstream '{name}' reported: {_error_message(payload)}")
+            raise _BadLine(
+                line, UpstreamError(f"upstream '{name}' reported: {_error_message(payload)}")
+            )
         if event.get("usage"):
             usage = _usage(event["usage"])
             if not event.get("choices") and not call.client_usage:
                 drop.append(line)
-        for choice in event.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if delta is not None:
-                content = delta.get("content")
-                if content:
-                    texts.append(content)
-                if delta.get("tool_calls"):
-                    tool_calls.extend(delta["tool_calls"])
-            elif choice.get("text"):
-                texts.append(choice["text"])
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
+        try:
+            for choice in event.get("choices") or ():
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta")
+                if delta is not None:
+                    content = delta.get("content")
+                    if content:
+                        texts.append(content)
+                    if delta.get("tool_calls"):
+                        tool_calls.extend(delta["tool_calls"])
+                elif choice.get("text"):
+                    texts.append(choice["text"])
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        except (AttributeError, TypeError):
+            raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data")) from None
     raw: bytes | None = None
     if call.wants_raw:
         raw = complete if not drop else _without(complete, drop)
     if not texts and not tool_calls and finish is None and usage is None and not raw:
-        return None
-    return Delta(
-        text="".join(texts),
-        tool_calls=tool_calls or None,
-        raw=raw or None,
-        finish_reason=finish,
-        usage=usage,
+        return None, done
+    return (
+        Delta(
+            text="".join(texts),
+            tool_calls=tool_calls or None,
+            raw=raw or None,
+            finish_reason=finish,
+            usage=usage,
+        ),
+        done,
     )
 
 
 def _without(complete: bytes, drop: list[bytes]) -> bytes:
-    kept = [ev for ev in complete.split(b"\n\n") if ev.strip() and ev.strip() not in drop]
-    return b"".join(ev + b"\n\n" for ev in kept)
+    """The events again, each one data line, without the lines in ``drop``."""
+    gone = set(drop)
+    return b"".join(
+        line + b"\n\n"
+        for line in complete.splitlines()
+        if line.startswith(b"data:") and line not in gone
+    )

@@ -326,9 +326,9 @@ async def completions(request: Request) -> Response:
     return await _serve(request, "completion")
 
 
-def _model_card(route: Any) -> dict[str, Any]:
+def _model_card(name: str, route: Any) -> dict[str, Any]:
     return {
-        "id": route.name,
+        "id": name,
         "object": "model",
         "created": route.created,
         "owned_by": route.owned_by,
@@ -336,21 +336,24 @@ def _model_card(route: Any) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
+    """The models (aliases included) this caller may use."""
     try:
-        await authenticate(request)
+        principal = await authenticate(request)
     except ChatgateError as exc:
         return error_response(exc)
-    routes = services_of(request).models.routes()
-    return json_response({"object": "list", "data": [_model_card(r) for r in routes]})
+    models = services_of(request).models
+    cards = [_model_card(n, models.resolve(n)) for n in models.names(principal)]
+    return json_response({"object": "list", "data": cards})
 
 
 async def get_model(request: Request) -> Response:
     try:
-        await authenticate(request)
-        route = services_of(request).models.resolve(request.path_params["model"])
+        principal = await authenticate(request)
+        name = request.path_params["model"]
+        route = services_of(request).models.resolve(name, principal)
     except ChatgateError as exc:
         return error_response(exc)
-    return json_response(_model_card(route))
+    return json_response(_model_card(name, route))
 
 
 routes = [

@@ -1,0 +1,317 @@
+"""Every upstream fault, as the client sees it, as it is stored, and as it is counted: over the
+OpenAI-compatible HTTP API (the ``openai`` package, raw SSE bytes with httpx) and straight
+through ``ChatService.stream`` (the core every other transport uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import openai
+import orjson
+import pytest
+from faulty_upstream import (
+    Act,
+    FaultyUpstream,
+    cut_after,
+    end_after,
+    endless,
+    garbage_after,
+    hang_up,
+    huge,
+    ok,
+    stall,
+    stall_after,
+    status,
+)
+from support import Gateway
+from upstream_rig import (
+    EVENT_LIMIT,
+    assert_nothing_left_open,
+    request_log,
+    rig_settings,
+    task_count,
+    usage_daily,
+)
+
+from chatgate.core.errors import ChatgateError
+from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.tokens import estimate_tokens
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault and what must come of it.
+
+    ``outcome``: ``ok`` (answered, perhaps by a retry or the backup), ``refused`` (an error
+    before any byte: ``status``/``code``), ``broken`` (an error event after part of the reply).
+    """
+
+    name: str
+    primary: tuple[Act, ...]
+    model: str
+    outcome: str
+    served: str = "primary"
+    primary_calls: int = 1
+    backup_calls: int = 0
+    status: int = 200
+    code: str | None = None
+    refuse: bool = False
+
+
+FAULTS = [
+    Fault("refused-falls-back", (), "chain", "ok", "backup", 0, 1, refuse=True),
+    Fault("refused-only", (), "solo", "refused", status=502, code="upstream_unavailable",
+          primary_calls=0, refuse=True),
+    Fault("hang-up-is-retried", (hang_up(),), "solo", "ok", primary_calls=2),
+    Fault("stall-first-byte-falls-back", (stall(), stall()), "chain", "ok", "backup", 2, 1),
+    Fault("stall-first-byte-only", (stall(), stall()), "solo", "refused", status=504,
+          code="upstream_timeout", primary_calls=2),
+    Fault("stall-mid-stream", (stall_after(5),), "chain", "broken", code="upstream_timeout"),
+    Fault("429-retry-after-honoured", (status(429, retry_after_ms="150"),), "solo", "ok",
+          primary_calls=2),
+    Fault("429-long-retry-after-falls-back", (status(429, retry_after="30"),), "chain", "ok",
+          "backup", 1, 1),
+    Fault("429-persists", (status(429, retry_after_ms="10"),) * 2, "solo", "refused",
+          status=429, code="upstream_rate_limited", primary_calls=2),
+    Fault("500-retried", (status(500),), "solo", "ok", primary_calls=2),
+    Fault("502-retried", (status(502),), "solo", "ok", primary_calls=2),
+    Fault("503-retried", (status(503),), "solo", "ok", primary_calls=2),
+    Fault("504-retried", (status(504),), "solo", "ok", primary_calls=2),
+    Fault("503-persists-falls-back", (status(503), status(503)), "chain", "ok", "backup", 2, 1),
+    Fault("400-passed-on-never-resent", (status(400, "maximum context length is 8192 tokens"),),
+          "chain", "refused", status=400, code="upstream_rejected"),
+    Fault("401-is-our-misconfiguration", (status(401, "Incorrect API key provided: key-a"),),
+          "chain", "refused", status=502, code="upstream_misconfigured"),
+    Fault("cut-before-first-chunk-retried", (cut_after(0),), "solo", "ok", primary_calls=2),
+    Fault("cut-mid-stream", (cut_after(6),), "chain", "broken", code="upstream_error"),
+    Fault("ends-early-without-finish", (end_after(6),), "chain", "broken", code="upstream_error"),
+    Fault("malformed-json-mid-stream", (garbage_after(4),), "chain", "broken",
+          code="upstream_error"),
+    Fault("malformed-first-event-retried", (garbage_after(0),), "solo", "ok", primary_calls=2),
+    Fault("stray-sse-lines-ignored", (garbage_after(3, b": ping\n\nevent: x\nretry: 5\n\n"),),
+          "solo", "ok"),
+    Fault("huge-chunk-relayed-whole", (huge(EVENT_LIMIT // 2),), "solo", "ok"),
+    Fault("chunk-over-the-limit", (huge(EVENT_LIMIT * 2),), "chain", "broken",
+          code="upstream_error"),
+    Fault("never-ends", (endless(0.02),), "chain", "broken", code="upstream_timeout"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[FaultyUpstream, FaultyUpstream]]:
+    primary, backup = FaultyUpstream().start(), FaultyUpstream().start()
+    yield primary, backup
+    primary.stop()
+    backup.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> Iterator[Gateway]:
+    gateway = Gateway(rig_settings(tmp_path_factory.mktemp("rig"), *upstreams)).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def fault_on(
+    request: pytest.FixtureRequest,
+    rig: Gateway,
+    upstreams: tuple[FaultyUpstream, FaultyUpstream],
+) -> Iterator[Fault]:
+    """Scripts the primary upstream for one fault; afterwards checks that nothing was left
+    open, and puts everything back."""
+    fault: Fault = request.param
+    primary, backup = upstreams
+    for upstream in upstreams:
+        upstream.script.clear()
+        upstream.seen.clear()
+        upstream.default = ok()
+    rig.services.models.health.reset()
+    primary.enqueue(*fault.primary)
+    if fault.refuse:
+        primary.refuse()
+    tasks = task_count(rig)
+    yield fault
+    primary.listen()
+    assert_nothing_left_open(rig, tasks, primary, backup)
+    assert len(primary.chat_requests()) == fault.primary_calls
+    assert len(backup.chat_requests()) == fault.backup_calls
+
+
+def _check_books(rig: Gateway, user: str, fault: Fault, reply_tokens: int) -> None:
+    """request_log and usage_daily say what happened, with the cost of what was produced."""
+    [row] = request_log(rig, user)
+    [day] = usage_daily(rig, user)
+    expected_cost = (row.prompt_tokens * 2.0 + row.completion_tokens * 8.0) / 1_000_000
+    assert row.cost == pytest.approx(expected_cost)
+    assert day.cost == pytest.approx(expected_cost)
+    if fault.outcome == "ok":
+        assert (row.status, row.provider, row.counted, row.error_code) == (
+            "ok",
+            fault.served,
+            True,
+            None,
+        )
+        assert (day.requests, day.errors) == (1, 0)
+        assert row.completion_tokens == reply_tokens > 0
+        assert row.cost > 0
+    elif fault.outcome == "refused":
+        assert (row.status, row.error_code, row.counted) == ("error", fault.code, False)
+        assert (row.prompt_tokens, row.completion_tokens, row.cost) == (0, 0, 0)
+        assert (day.requests, day.errors) == (0, 1)
+    else:
+        # The partial reply is settled with what was produced, but the request is not counted.
+        assert (row.status, row.error_code, row.counted) == ("error", fault.code, False)
+        assert row.provider == "primary"
+        assert row.completion_tokens == reply_tokens > 0
+        assert (day.requests, day.errors) == (0, 1)
+
+
+@pytest.mark.parametrize("fault_on", FAULTS, ids=[f.name for f in FAULTS], indirect=True)
+def test_fault_over_the_openai_api(rig: Gateway, fault_on: Fault) -> None:
+    fault = fault_on
+    user = f"http-{fault.name}"
+    api = openai.OpenAI(base_url=rig.base_url, api_key=rig.key(user), max_retries=0)
+    texts: list[str] = []
+    usage_tokens = 0
+    try:
+        stream = api.chat.completions.create(
+            model=fault.model,
+            messages=[{"role": "user", "content": "Tell me about faults"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.choices:
+                texts.append(chunk.choices[0].delta.content or "")
+            if chunk.usage:
+                usage_tokens = chunk.usage.completion_tokens
+    except openai.APIStatusError as exc:
+        assert fault.outcome == "refused", exc
+        assert exc.status_code == fault.status
+        assert exc.code == fault.code
+        assert "key-a" not in exc.message
+        if fault.code == "upstream_rejected":
+            assert "maximum context length is 8192 tokens" in exc.message
+    except openai.APIError as exc:
+        assert fault.outcome == "broken", exc
+        assert "".join(texts), "part of the reply arrived before the error"
+        usage_tokens = estimate_tokens("".join(texts))
+    else:
+        assert fault.outcome == "ok", "the stream should have failed"
+        assert "Tell me about faults" in "".join(texts)
+        if fault.name.startswith("huge"):
+            assert "x" * (EVENT_LIMIT // 2) in "".join(texts)
+    _check_books(rig, user, fault, usage_tokens)
+
+
+async def _collect(events: object) -> tuple[list[Delta], Done | ErrorEvent | None]:
+    pieces: list[Delta] = []
+    end: Done | ErrorEvent | None = None
+    async for event in events:  # type: ignore[attr-defined]
+        if isinstance(event, Delta):
+            pieces.append(event)
+        else:
+            end = event
+    return pieces, end
+
+
+@pytest.mark.parametrize("fault_on", FAULTS, ids=[f.name for f in FAULTS], indirect=True)
+def test_fault_through_the_core(rig: Gateway, fault_on: Fault) -> None:
+    fault = fault_on
+    user = f"core-{fault.name}"
+    rig.key(user)
+    services = rig.services
+
+    async def ask() -> tuple[list[Delta], Done | ErrorEvent | None]:
+        record = await services.accounts.get_user(user)
+        principal = services.accounts.principal_for(record)
+        request = ChatRequest(
+            model=fault.model, messages=[{"role": "user", "content": "Tell me about faults"}]
+        )
+        return await _collect(services.chat.stream(principal, request))
+
+    try:
+        pieces, end = rig.run(ask())
+    except ChatgateError as exc:
+        assert fault.outcome == "refused", exc
+        assert (exc.status, exc.code) == (fault.status, fault.code)
+        assert "key-a" not in exc.message
+        _check_books(rig, user, fault, 0)
+        return
+    text = "".join(p.text for p in pieces)
+    if fault.outcome == "ok":
+        assert isinstance(end, Done)
+        assert "Tell me about faults" in text
+        assert end.usage.completion_tokens > 0
+        _check_books(rig, user, fault, end.usage.completion_tokens)
+    else:
+        assert isinstance(end, ErrorEvent), end
+        assert end.error.code == fault.code
+        assert text, "part of the reply came before the error"
+        _check_books(rig, user, fault, estimate_tokens(text))
+
+
+def _sse_events(raw: bytes) -> list[bytes]:
+    return [e for e in raw.split(b"\n\n") if e.strip()]
+
+
+@pytest.mark.parametrize(
+    "fault_on",
+    [f for f in FAULTS if f.outcome == "broken"],
+    ids=[f.name for f in FAULTS if f.outcome == "broken"],
+    indirect=True,
+)
+def test_broken_stream_ends_with_an_error_event_and_no_done(rig: Gateway, fault_on: Fault) -> None:
+    fault = fault_on
+    with httpx.stream(
+        "POST",
+        rig.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {rig.key('raw-' + fault.name)}"},
+        json={
+            "model": fault.model,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        raw = response.read()
+    events = _sse_events(raw)
+    assert b"[DONE]" not in raw
+    *relayed, last = events
+    assert relayed and all(e.startswith(b"data: {") for e in relayed)
+    error = orjson.loads(last.removeprefix(b"data: "))["error"]
+    assert error["code"] == fault.code and error["type"] == "server_error"
+    assert "primary" in error["message"]
+
+
+def test_retry_waits_as_long_as_the_upstream_asked(
+    rig: Gateway, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> None:
+    primary, _ = upstreams
+    primary.seen.clear()
+    primary.enqueue(status(429, retry_after_ms="300"))
+    api = openai.OpenAI(base_url=rig.base_url, api_key=rig.key("patient"), max_retries=0)
+    api.chat.completions.create(model="solo", messages=[{"role": "user", "content": "x"}])
+    first, second = primary.chat_requests()
+    assert second.at - first.at >= 0.3
+
+
+def test_non_streamed_request_falls_back_too(
+    rig: Gateway, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> None:
+    primary, _ = upstreams
+    rig.services.models.health.reset()
+    primary.enqueue(status(503), status(503))
+    api = openai.OpenAI(base_url=rig.base_url, api_key=rig.key("whole"), max_retries=0)
+    reply = api.chat.completions.create(
+        model="chain-alias", messages=[{"role": "user", "content": "whole please"}]
+    )
+    assert "whole please" in (reply.choices[0].message.content or "")
+    [row] = request_log(rig, "whole")
+    assert (row.status, row.provider, row.model) == ("ok", "backup", "chain")
