@@ -33,7 +33,6 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "grpc_port": 0,
             "usage_flush_seconds": 0.05,
             "default_daily_requests": None,
-            "port": 0,
         }
         values.update(overrides)
         return Settings.load(**values)
