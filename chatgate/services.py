@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from chatgate.core.accounts import AccountService, Limits
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
+from chatgate.core.conversations import ConversationService
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService
 from chatgate.core.usage import UsageRecorder
@@ -35,6 +36,7 @@ class Services:
     metrics: Metrics
     models: ModelRegistry
     chat: ChatService
+    conversations: ConversationService
 
     @classmethod
     async def open(
@@ -70,11 +72,25 @@ class Services:
                     "no upstream is configured: serving the built-in demo model only "
                     "(set OPENAI_BASE_URL and OPENAI_API_KEY to use a real one)"
                 )
-        chat = ChatService(models, quotas, usage, metrics)
-        return cls(settings, clock, db, writer, accounts, quotas, usage, metrics, models, chat)
+        conversations = ConversationService(db, writer, models, settings, clock)
+        chat = ChatService(models, quotas, usage, metrics, conversations=conversations)
+        return cls(
+            settings,
+            clock,
+            db,
+            writer,
+            accounts,
+            quotas,
+            usage,
+            metrics,
+            models,
+            chat,
+            conversations=conversations,
+        )
 
     async def close(self) -> None:
         """Stop in the order that loses nothing: providers, then pending writes, then the db."""
+        await self.conversations.close()
         await self.models.close()
         await self.writer.stop()
         await self.db.close()

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
 
     default_context_window: int = 8192
     max_history_turns: int | None = None
+    conversation_cache_size: int = 1000
+    conversation_titles: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
 
     key_cache_seconds: float = 30.0

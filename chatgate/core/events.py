@@ -37,7 +37,9 @@ class ChatRequest:
 
     ``kind`` is ``chat`` (``messages``) or ``completion`` (legacy ``prompt``). ``params`` holds the
     standard OpenAI parameters, passed through unchanged. ``conversation_id`` ("new" starts one)
-    and ``parent_id`` place the exchange in a stored conversation.
+    and ``parent_id`` place the exchange in a stored conversation; ``regenerate`` answers the
+    question at ``parent_id`` again, and ``edit_id`` sends the message as a new sibling of that
+    earlier user message.
     """
 
     model: str
@@ -50,6 +52,7 @@ class ChatRequest:
     parent_id: str | None = None
     system: str | None = None
     regenerate: bool = False
+    edit_id: str | None = None
     wants_raw: bool = False
     client_usage: bool = False
 

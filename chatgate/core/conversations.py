@@ -1,0 +1,525 @@
+"""Conversations as trees of messages, and the hook that puts every chat exchange into one.
+
+A message's ``parent_id`` places it; a second child of the same parent is a branch; the
+conversation remembers its current leaf. A reply sees the path from the root to its parent.
+
+The hot path (``begin``/``finish``) never waits on the database when it can help it: paths of
+recently used conversations are kept in memory (a message's path never changes once written, so
+the cache cannot go wrong about it) and every write goes through the write-behind ``BatchWriter``.
+``finish`` runs in the ``finally`` of a stream that may be cancelled, so it only enqueues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from sqlalchemy import delete, select, update
+
+from chatgate.core.accounts import Principal
+from chatgate.core.chat import Turn
+from chatgate.core.clock import Clock
+from chatgate.core.context import TokenCounter, fit, reply_reserve
+from chatgate.core.conversation_queries import ConversationTree, Page, list_page, load_tree
+from chatgate.core.errors import InvalidRequest, NotFound, PermissionDenied
+from chatgate.core.events import ChatRequest, Message, Usage
+from chatgate.core.exports import (
+    ImportResult,
+    parse_chatgpt,
+    read_export,
+    store_imports,
+    to_json,
+    to_markdown,
+)
+from chatgate.core.ids import new_id
+from chatgate.core.titles import ask_title, fallback_title
+from chatgate.core.tokens import message_text
+from chatgate.providers.router import ModelRegistry, ModelRoute
+from chatgate.settings import Settings
+from chatgate.store.db import Database
+from chatgate.store.tables import Conversation, StoredMessage
+from chatgate.store.writer import BatchWriter
+
+log = logging.getLogger("chatgate.conversations")
+
+NEW = "new"
+CONTEXT_ROLES = frozenset(("user", "assistant", "system"))
+_SYSTEM_ROLES = frozenset(("system", "developer"))
+
+
+@dataclass(slots=True)
+class Node:
+    """What the context needs of a stored message; ``tokens`` is counted once."""
+
+    id: str
+    parent_id: str | None
+    role: str
+    content: str
+    tokens: int
+
+
+@dataclass(slots=True)
+class ConversationState:
+    """A conversation as the hot path knows it: owner, prompt, leaf and its messages."""
+
+    id: str
+    user_id: int
+    title: str | None
+    system_prompt: str | None
+    model: str | None
+    leaf_id: str | None
+    nodes: dict[str, Node] = field(default_factory=dict)
+    deleted: bool = False
+
+    def path(self, leaf_id: str | None) -> list[Node]:
+        """Messages from the root to ``leaf_id``, in order."""
+        out: list[Node] = []
+        seen: set[str] = set()
+        current = leaf_id
+        while current is not None and current not in seen:
+            node = self.nodes.get(current)
+            if node is None:
+                break
+            seen.add(current)
+            out.append(node)
+            current = node.parent_id
+        out.reverse()
+        return out
+
+
+@dataclass(slots=True)
+class StoredTurn:
+    """One exchange placed in a conversation (implements ``core.chat.Turn``)."""
+
+    conversation_id: str
+    user_message_id: str | None
+    reply_id: str
+    messages: list[Message]
+    state: ConversationState
+    route: ModelRoute
+    question: str
+    first_exchange: bool
+
+
+class ConversationService:
+    def __init__(
+        self,
+        db: Database,
+        writer: BatchWriter,
+        models: ModelRegistry,
+        settings: Settings,
+        clock: Clock,
+        counter: TokenCounter | None = None,
+    ) -> None:
+        self.db = db
+        self.writer = writer
+        self.models = models
+        self.settings = settings
+        self.clock = clock
+        self.counter = counter or TokenCounter()
+        self._cache: OrderedDict[str, ConversationState] = OrderedDict()
+        self._cache_size = settings.conversation_cache_size
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop pending title requests; their conversations keep the fallback title."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ---- the cache ------------------------------------------------------------------------------
+
+    def _remember(self, state: ConversationState) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[state.id] = state
+        self._cache.move_to_end(state.id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, conversation_id: str) -> None:
+        self._cache.pop(conversation_id, None)
+
+    async def state(self, conversation_id: str) -> ConversationState | None:
+        state = self._cache.get(conversation_id)
+        if state is not None:
+            self._cache.move_to_end(conversation_id)
+            return state
+        await self.writer.flush()
+        async with self.db.session() as session:
+            conv = await session.get(Conversation, conversation_id)
+            if conv is None:
+                return None
+            rows = await session.execute(
+                select(
+                    StoredMessage.id,
+                    StoredMessage.parent_id,
+                    StoredMessage.role,
+                    StoredMessage.content,
+                )
+                .where(StoredMessage.conversation_id == conversation_id)
+                .order_by(StoredMessage.created_at)
+            )
+            nodes = {
+                r.id: Node(r.id, r.parent_id, r.role, r.content, self.counter.text(r.content))
+                for r in rows
+            }
+        state = ConversationState(
+            conv.id,
+            conv.user_id,
+            conv.title,
+            conv.system_prompt,
+            conv.model,
+            conv.current_leaf_id,
+            nodes,
+        )
+        self._remember(state)
+        return state
+
+    async def owned(
+        self, principal: Principal, conversation_id: str, *, write: bool
+    ) -> ConversationState:
+        """The conversation if ``principal`` may use it; others learn nothing of it (404).
+
+        An administrator may read anyone's conversation but not add to or delete it.
+        """
+        state = await self.state(conversation_id)
+        if state is None or state.deleted:
+            raise NotFound(f"No conversation with id {conversation_id!r}.", param="conversation_id")
+        if state.user_id != principal.user_id:
+            if not principal.is_admin:
+                raise NotFound(
+                    f"No conversation with id {conversation_id!r}.", param="conversation_id"
+                )
+            if write:
+                raise PermissionDenied(
+                    "An administrator may read this conversation, not change it."
+                )
+        return state
+
+    # ---- the hook: one exchange ---------------------------------------------------------------
+
+    async def begin(
+        self, principal: Principal, request: ChatRequest, route: ModelRoute
+    ) -> StoredTurn | None:
+        """Store the question and return the context to send, or None outside conversations."""
+        if request.conversation_id is None:
+            return None
+        if request.kind != "chat":
+            raise InvalidRequest(
+                "conversation_id works with chat requests only.", param="conversation_id"
+            )
+        system_parts = [message_text(m) for m in request.messages if m.get("role") in _SYSTEM_ROLES]
+        new = [m for m in request.messages if m.get("role") not in _SYSTEM_ROLES]
+        system = request.system or ("\n\n".join(system_parts) if system_parts else None)
+        if request.conversation_id == NEW:
+            state, parent_id = self._start(principal, system, route.name, new), None
+        else:
+            state = await self.owned(principal, request.conversation_id, write=True)
+            parent_id = self._parent_for(state, request)
+        if request.regenerate:
+            parent_id, new = self._regenerate_anchor(state, parent_id), []
+        elif not new:
+            raise InvalidRequest("There is no message to send.", param="messages")
+        first_exchange = not any(n.role == "assistant" for n in state.nodes.values())
+        if first_exchange and state.title is None and new:
+            self._retitle(state, fallback_title(message_text(new[-1])))
+        history = [n for n in state.path(parent_id) if n.role in CONTEXT_ROLES]
+        now = self.clock.now()
+        last = parent_id
+        for message in new:
+            last = self._add(state, last, message, now)
+        if last is None:
+            raise InvalidRequest("There is no message to answer.", param="parent_id")
+        state.leaf_id = last
+        if request.regenerate:
+            history, new = history[:-1], [{"role": "user", "content": history[-1].content}]
+        messages = self._context(system or state.system_prompt, history, new, route, request)
+        question = message_text(new[-1]) if new else ""
+        return StoredTurn(
+            state.id, last, new_id(), messages, state, route, question, first_exchange
+        )
+
+    def finish(self, turn: Turn, text: str, finish_reason: str, usage: Usage, model: str) -> None:
+        """Keep the reply, whole or partial, and move the leaf. Never awaits.
+
+        ``finish_reason`` is the upstream's own, ``cancelled`` when the client went away and
+        ``error`` when the upstream broke off. When nothing at all was received no empty reply
+        is stored: the question stays the leaf, ready to be answered again.
+        """
+        assert isinstance(turn, StoredTurn)
+        state = turn.state
+        if state.deleted:
+            return
+        now = self.clock.now()
+        leaf = turn.user_message_id
+        if text or finish_reason not in ("cancelled", "error"):
+            node = Node(turn.reply_id, leaf, "assistant", text, usage.completion_tokens)
+            state.nodes[node.id] = node
+            self.writer.insert(
+                StoredMessage,
+                {
+                    "id": node.id,
+                    "conversation_id": state.id,
+                    "parent_id": leaf,
+                    "role": "assistant",
+                    "content": text,
+                    "model": model,
+                    "finish_reason": finish_reason,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "created_at": now,
+                },
+            )
+            leaf = node.id
+            if turn.first_exchange and text:
+                self._title_later(turn)
+        state.leaf_id, state.model = leaf, model
+        self.writer.update(
+            Conversation,
+            {"id": state.id},
+            {"current_leaf_id": leaf, "updated_at": now, "model": model},
+        )
+
+    def _start(
+        self, principal: Principal, system: str | None, model: str, new: list[Message]
+    ) -> ConversationState:
+        question = next((message_text(m) for m in new if m.get("role") == "user"), "")
+        state = ConversationState(
+            new_id(), principal.user_id, fallback_title(question), system, model, None
+        )
+        now = self.clock.now()
+        self.writer.insert(
+            Conversation,
+            {
+                "id": state.id,
+                "user_id": state.user_id,
+                "title": state.title,
+                "system_prompt": system,
+                "model": model,
+                "current_leaf_id": None,
+                "external_id": None,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        self._remember(state)
+        return state
+
+    def _parent_for(self, state: ConversationState, request: ChatRequest) -> str | None:
+        if request.edit_id is not None:
+            edited = state.nodes.get(request.edit_id)
+            if edited is None or edited.role != "user":
+                raise NotFound("No user message with that id in this conversation.", param="id")
+            return edited.parent_id
+        if request.parent_id is None:
+            return state.leaf_id
+        if request.parent_id not in state.nodes:
+            raise NotFound(
+                f"No message with id {request.parent_id!r} in this conversation.",
+                param="parent_id",
+            )
+        return request.parent_id
+
+    def _regenerate_anchor(self, state: ConversationState, parent_id: str | None) -> str:
+        """The user message a regenerated reply answers: the parent itself, or its parent."""
+        node = state.nodes.get(parent_id) if parent_id is not None else None
+        if node is not None and node.role == "assistant":
+            node = state.nodes.get(node.parent_id) if node.parent_id is not None else None
+        if node is None or node.role != "user":
+            raise InvalidRequest("There is no question to answer again.", param="parent_id")
+        return node.id
+
+    def _add(
+        self, state: ConversationState, parent: str | None, message: Message, now: float
+    ) -> str:
+        content = message_text(message)
+        node = Node(new_id(), parent, str(message.get("role")), content, self.counter.text(content))
+        state.nodes[node.id] = node
+        self.writer.insert(
+            StoredMessage,
+            {
+                "id": node.id,
+                "conversation_id": state.id,
+                "parent_id": parent,
+                "role": node.role,
+                "content": content,
+                "model": None,
+                "finish_reason": None,
+                "prompt_tokens": node.tokens,
+                "completion_tokens": 0,
+                "created_at": now,
+            },
+        )
+        return node.id
+
+    def _context(
+        self,
+        system: str | None,
+        history: list[Node],
+        new: list[Message],
+        route: ModelRoute,
+        request: ChatRequest,
+    ) -> list[Message]:
+        config = route.config
+        window = (
+            config.context_window
+            if "context_window" in config.model_fields_set
+            else self.settings.default_context_window
+        )
+        head: list[Message] = [{"role": "system", "content": system}] if system else []
+        count = self.counter.message
+        fixed = sum(count(m) for m in head) + sum(count(m) for m in new)
+        return fit(
+            head,
+            [{"role": n.role, "content": n.content} for n in history],
+            new,
+            budget=window - reply_reserve(request.params, window),
+            sizes=[n.tokens + 4 for n in history],
+            fixed=fixed,
+            max_turns=self.settings.max_history_turns,
+        )
+
+    def _retitle(self, state: ConversationState, title: str) -> None:
+        state.title = title
+        self.writer.update(Conversation, {"id": state.id}, {"title": title})
+
+    def _title_later(self, turn: StoredTurn) -> None:
+        if not self.settings.conversation_titles or not turn.question:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._set_title(turn))
+        except RuntimeError:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _set_title(self, turn: StoredTurn) -> None:
+        state, fallback = turn.state, turn.state.title
+        try:
+            title = await ask_title(self.models, turn.route, turn.question)
+        except Exception as exc:
+            log.info("no title from the model for a conversation (%s)", exc)
+            return
+        if not title or state.deleted or state.title != fallback:
+            return
+        state.title = title
+        self.writer.update(Conversation, {"id": state.id, "title": fallback}, {"title": title})
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    async def page(
+        self,
+        user_id: int | None,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        query: str | None = None,
+    ) -> Page:
+        """Conversations of ``user_id`` (everyone's when None), newest first, maybe searched."""
+        await self.writer.flush()
+        return await list_page(self.db, user_id=user_id, limit=limit, cursor=cursor, query=query)
+
+    async def tree(self, principal: Principal, conversation_id: str) -> ConversationTree:
+        """The whole conversation, for its owner or an administrator."""
+        await self.owned(principal, conversation_id, write=False)
+        await self.writer.flush()
+        tree = await load_tree(self.db, conversation_id)
+        if tree is None:
+            raise NotFound(f"No conversation with id {conversation_id!r}.", param="conversation_id")
+        return tree
+
+    async def export(self, principal: Principal, conversation_id: str, fmt: str) -> str:
+        """The conversation as Markdown (``md``, the current path) or JSON (the whole tree)."""
+        if fmt not in ("md", "json"):
+            raise InvalidRequest("format is 'md' or 'json'.", param="format")
+        tree = await self.tree(principal, conversation_id)
+        if fmt == "md":
+            return to_markdown(tree, self.clock.tz)
+        return orjson.dumps(to_json(tree), option=orjson.OPT_INDENT_2).decode()
+
+    async def import_chatgpt(self, user_id: int, path: Path) -> ImportResult:
+        """Import a ChatGPT data export for ``user_id``; importing it again adds nothing."""
+        items = [parse_chatgpt(c) for c in read_export(path)]
+        return await store_imports(self.db, user_id, items, self.clock.now())
+
+    # ---- changes made through the API ---------------------------------------------------------
+
+    async def delete(self, principal: Principal, conversation_id: str) -> None:
+        state = await self.owned(principal, conversation_id, write=True)
+        state.deleted = True
+        await self.writer.flush()
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                delete(StoredMessage).where(StoredMessage.conversation_id == conversation_id)
+            )
+            await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+        self.forget(conversation_id)
+
+    async def change(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        leaf_id: str | None = None,
+    ) -> ConversationState:
+        """Rename, change the system prompt, or make another leaf current."""
+        state = await self.owned(principal, conversation_id, write=True)
+        values: dict[str, object] = {}
+        if title is not None:
+            values["title"] = state.title = title.strip()[:255] or None
+        if system_prompt is not None:
+            values["system_prompt"] = state.system_prompt = system_prompt or None
+        if leaf_id is not None:
+            if leaf_id not in state.nodes:
+                raise NotFound(f"No message with id {leaf_id!r} in this conversation.", param="id")
+            values["current_leaf_id"] = state.leaf_id = leaf_id
+        if values:
+            await self.writer.flush()
+            async with self.db.session() as session, session.begin():
+                await session.execute(
+                    update(Conversation).where(Conversation.id == conversation_id).values(**values)
+                )
+        return state
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        title: str | None = None,
+        system_prompt: str | None = None,
+        model: str | None = None,
+    ) -> ConversationState:
+        """An empty conversation, to post a first message to later."""
+        state = ConversationState(
+            new_id(),
+            principal.user_id,
+            (title or "").strip()[:255] or None,
+            system_prompt,
+            model,
+            None,
+        )
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            session.add(
+                Conversation(
+                    id=state.id,
+                    user_id=state.user_id,
+                    title=state.title,
+                    system_prompt=system_prompt,
+                    model=model,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        self._remember(state)
+        return state
