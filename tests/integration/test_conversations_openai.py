@@ -106,7 +106,7 @@ def test_the_last_stream_chunk_carries_the_ids(any_gateway: Gateway) -> None:
             extra_body={"conversation_id": "new"},
         )
     )
-    with_ids = [c.model_extra for c in chunks if c.model_extra and "conversation_id" in c.model_extra]
+    with_ids = [c.model_extra for c in chunks if "conversation_id" in (c.model_extra or {})]
     assert len(with_ids) == 1 and chunks[-1].model_extra == with_ids[0]
     ids = with_ids[0]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
