@@ -30,7 +30,6 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "port": 0,
             "demo_chunk_delay": 0.0,
-            "port": 0,
             "grpc_port": 0,
             "usage_flush_seconds": 0.05,
             "default_daily_requests": None,
