@@ -20,7 +20,7 @@ from chatgate.core.clock import Clock
 from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
 from chatgate.services import Services
 from chatgate.settings import Settings
-from chatgate.transports import openai_http, websocket
+from chatgate.transports import grpc_server, openai_http, websocket
 from chatgate.transports.http_common import error_body, error_response, json_response
 
 log = logging.getLogger("chatgate")
@@ -69,11 +69,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, clock=clock)
         app.state.services = services
+        grpc = await grpc_server.start(services)
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            await grpc_server.stop(grpc)
             await services.close()
             gc.unfreeze()
 

@@ -144,6 +144,7 @@ class Settings(BaseSettings):
     jwt_lifetime_days: float = 30.0
     anonymous_user: str | None = None
     websocket_max_in_flight: int = 16
+    compat_model: str | None = None
 
     default_daily_requests: int | None = 10
     default_daily_tokens: int | None = None

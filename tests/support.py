@@ -93,6 +93,11 @@ class Gateway(ServerThread):
     def base_url(self) -> str:
         return self.url + "/v1"
 
+    @property
+    def grpc_target(self) -> str:
+        """Where gRPC listens (start the gateway with ``grpc_port=free_port()``)."""
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
     def user(self, name: str, password: str | None = None, *, admin: bool = False) -> None:
         self.run(
             self.services.accounts.create_user(name, password, role="admin" if admin else "user")

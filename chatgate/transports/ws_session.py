@@ -17,8 +17,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chatgate.core.accounts import Principal
-from chatgate.core.errors import AuthenticationFailed, PayloadTooLarge
+from chatgate.core.errors import PayloadTooLarge
 from chatgate.services import Services
 from chatgate.transports.http_common import bearer_token
 
@@ -31,19 +30,6 @@ SocketGone = (WebSocketDisconnect, OSError, RuntimeError)
 def handshake_token(ws: WebSocket) -> str | None:
     """A credential sent with the handshake: ``Authorization: Bearer`` or ``?token=``."""
     return bearer_token(ws) or ws.query_params.get("token") or None
-
-
-async def compat_principal(services: Services, token: str | None) -> Principal:
-    """Who a compatibility caller is: their credential, else the operator's anonymous user."""
-    if token is not None:
-        return await services.accounts.authenticate(token)
-    name = services.settings.anonymous_user
-    if name is None:
-        raise AuthenticationFailed(
-            "This server needs an API key: send 'Authorization: Bearer KEY' or '?token=KEY'."
-        )
-    user = await services.accounts.ensure_user(name)
-    return services.accounts.principal_for(user)
 
 
 class Session:
