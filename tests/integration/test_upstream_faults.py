@@ -1,6 +1,6 @@
 """Every upstream fault, as the client sees it, as it is stored, and as it is counted: over the
-OpenAI-compatible HTTP API (the ``openai`` package, raw SSE bytes with httpx) and straight
-through ``ChatService.stream`` (the core every other transport uses)."""
+OpenAI-compatible HTTP API (the ``openai`` package, raw SSE bytes with httpx), over the native
+WebSocket protocol, and straight through ``ChatService.stream`` (the core every transport uses)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from upstream_rig import (
     task_count,
     usage_daily,
 )
+from websockets.sync.client import connect as ws_connect
 
 from chatgate.core.errors import ChatgateError
 from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
@@ -315,3 +316,38 @@ def test_non_streamed_request_falls_back_too(
     assert "whole please" in (reply.choices[0].message.content or "")
     [row] = request_log(rig, "whole")
     assert (row.status, row.provider, row.model) == ("ok", "backup", "chain")
+
+
+@pytest.mark.parametrize("fault_on", FAULTS, ids=[f.name for f in FAULTS], indirect=True)
+def test_fault_over_the_websocket(rig: Gateway, fault_on: Fault) -> None:
+    fault = fault_on
+    user = f"ws-{fault.name}"
+    url = rig.url.replace("http", "ws", 1) + "/api/v1/ws"
+    headers = {"Authorization": f"Bearer {rig.key(user)}"}
+    texts: list[str] = []
+    with ws_connect(url, additional_headers=headers, max_size=None, open_timeout=10) as ws:
+        ws.send(
+            orjson.dumps(
+                {
+                    "type": "chat",
+                    "id": "q",
+                    "model": fault.model,
+                    "messages": [{"role": "user", "content": "Tell me about faults"}],
+                }
+            ).decode()
+        )
+        while (frame := orjson.loads(ws.recv(timeout=15)))["type"] == "delta":
+            texts.append(frame["text"])
+    text = "".join(texts)
+    if fault.outcome == "ok":
+        assert frame["type"] == "done", frame
+        assert "Tell me about faults" in text
+        _check_books(rig, user, fault, frame["usage"]["completion_tokens"])
+        return
+    assert (frame["type"], frame["code"]) == ("error", fault.code)
+    assert "key-a" not in frame["message"]
+    if fault.outcome == "refused":
+        assert not texts
+    else:
+        assert text, "part of the reply came before the error"
+    _check_books(rig, user, fault, estimate_tokens(text))
