@@ -126,6 +126,7 @@ class FaultyUpstream:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -148,8 +149,8 @@ class FaultyUpstream:
         return [s for s in self.seen if s.method == "POST"]
 
     def refuse(self) -> None:
-        """Stop listening: new connections are refused until ``listen``."""
-        self._call(self._close_listener())
+        """Go down: drop every open connection and refuse new ones until ``listen``."""
+        self._call(self._go_down())
 
     def listen(self) -> None:
         self._call(self._open_listener())
@@ -192,6 +193,11 @@ class FaultyUpstream:
                 self._connection, "127.0.0.1", self.port, reuse_address=True
             )
 
+    async def _go_down(self) -> None:
+        await self._close_listener()
+        for writer in list(self._writers):
+            writer.transport.abort()
+
     async def _close_listener(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -201,6 +207,7 @@ class FaultyUpstream:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._writers.add(writer)
         self.connections += 1
         try:
             while await self._exchange(reader, writer):
@@ -210,6 +217,7 @@ class FaultyUpstream:
         finally:
             self.connections -= 1
             self._handlers.discard(task)
+            self._writers.discard(writer)
             writer.transport.abort()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -69,12 +69,14 @@ def rig_settings(data_dir: Path, primary: FaultyUpstream, backup: FaultyUpstream
     )
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+def eventually(
+    check: Callable[[], bool], what: str, timeout: float = 10.0, state: Callable[[], object] = str
+) -> None:
     """Wait for ``check`` to hold (things settle on other threads); fail saying ``what``."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
+            raise AssertionError(f"never happened: {what} ({state()})")
         time.sleep(0.01)
 
 
@@ -138,10 +140,30 @@ def assert_nothing_left_open(
     gateway: Gateway, tasks_before: int, *upstreams: FaultyUpstream
 ) -> None:
     """No task, upstream connection or upstream request outlives the exchange."""
-    eventually(lambda: all(u.busy == 0 for u in upstreams), "the upstreams finished answering")
-    eventually(lambda: connections_in_use(gateway) == 0, "no upstream connection is in use")
-    eventually(lambda: task_count(gateway) <= tasks_before, "the gateway's tasks are back")
+    eventually(
+        lambda: all(u.busy == 0 for u in upstreams),
+        "the upstreams finished answering",
+        state=lambda: [u.busy for u in upstreams],
+    )
+    eventually(
+        lambda: connections_in_use(gateway) == 0,
+        "no upstream connection is in use",
+        state=lambda: connections_in_use(gateway),
+    )
+    eventually(
+        lambda: task_count(gateway) <= tasks_before,
+        "the gateway's tasks are back",
+        state=lambda: (tasks_before, _task_names(gateway)),
+    )
     eventually(
         lambda: sum(u.connections for u in upstreams) <= pooled_connections(gateway),
         "every open upstream connection is an idle pooled one",
+        state=lambda: ([u.connections for u in upstreams], pooled_connections(gateway)),
     )
+
+
+def _task_names(gateway: Gateway) -> list[str]:
+    async def names() -> list[str]:
+        return sorted(repr(t.get_coro()) for t in asyncio.all_tasks())
+
+    return gateway.run(names())
