@@ -20,7 +20,7 @@ from chatgate.core.clock import Clock
 from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
 from chatgate.services import Services
 from chatgate.settings import Settings
-from chatgate.transports import grpc_server, openai_http, websocket
+from chatgate.transports import compat_ws, grpc_server, openai_http, websocket
 from chatgate.transports.http_common import error_body, error_response, json_response
 
 log = logging.getLogger("chatgate")
@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     for route in openai_http.routes:
         app.router.routes.append(route)
     app.router.routes.extend(websocket.routes)
+    app.router.routes.extend(compat_ws.routes)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

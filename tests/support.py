@@ -116,6 +116,21 @@ class Gateway(ServerThread):
     def flush(self) -> None:
         self.run(self.services.writer.flush())
 
+    def stored_messages(self) -> list[Any]:
+        """Every stored conversation message (``StoredMessage``), oldest first."""
+        from sqlalchemy import select
+
+        from chatgate.store.tables import StoredMessage
+
+        self.flush()
+
+        async def rows() -> list[Any]:
+            async with self.services.db.session() as session:
+                query = select(StoredMessage).order_by(StoredMessage.created_at)
+                return list((await session.scalars(query)).all())
+
+        return self.run(rows())
+
     def request_log(self) -> list[Any]:
         """Every ``RequestLog`` row, oldest first, once pending writes are flushed."""
         from sqlalchemy import select

@@ -275,3 +275,101 @@ def test_health_and_reflection_answer(
     )
     names = {s.name for s in answer.list_services_response.service}
     assert {"chat.Chat", "chatgate.v1.Chatgate", "grpc.health.v1.Health"} <= names
+
+
+# ---- conversations --------------------------------------------------------------------------
+
+
+def test_native_chat_continues_a_stored_conversation_and_reads_it_back(
+    make_gateway: Callable[..., Gateway],
+    demo_upstream: ServerThread,
+    channel_to: Callable[[Gateway], grpc.Channel],
+) -> None:
+    gateway = make_gateway(
+        grpc_port=free_port(), openai_base_url=demo_upstream.url + "/v1", openai_api_key="k"
+    )
+    stub = chatgate_v1_pb2_grpc.ChatgateStub(channel_to(gateway))
+    key = auth(gateway.key("alice"))
+    first = list(
+        stub.Chat(
+            pb.ChatRequest(model="demo", prompt="I am Li.", conversation_id="new"), metadata=key
+        )
+    )[-1].done
+    follow_up = pb.ChatRequest(
+        model="demo",
+        prompt="Who am I?",
+        conversation_id=first.conversation_id,
+        parent_id=first.message_id,
+    )
+    second = list(stub.Chat(follow_up, metadata=key))[-1].done
+    assert second.conversation_id == first.conversation_id
+    assert second.parent_id != first.message_id and second.message_id
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["role"] for m in context] == ["user", "assistant", "user"]
+    assert context[0]["content"] == "I am Li." and context[2]["content"] == "Who am I?"
+
+    listed = stub.ListConversations(pb.ListConversationsRequest(), metadata=key)
+    assert [c.id for c in listed.conversations] == [first.conversation_id]
+    tree = stub.GetConversation(
+        pb.GetConversationRequest(conversation_id=first.conversation_id), metadata=key
+    )
+    assert [m.role for m in tree.messages] == ["user", "assistant", "user", "assistant"]
+    assert tree.current_path[-1] == second.message_id
+    assert tree.summary.current_leaf_id == second.message_id
+
+    other = auth(gateway.key("bob"))
+    with pytest.raises(grpc.RpcError) as hidden:
+        stub.GetConversation(
+            pb.GetConversationRequest(conversation_id=first.conversation_id), metadata=other
+        )
+    assert hidden.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+    stub.DeleteConversation(
+        pb.DeleteConversationRequest(conversation_id=first.conversation_id), metadata=key
+    )
+    with pytest.raises(grpc.RpcError) as gone:
+        stub.GetConversation(
+            pb.GetConversationRequest(conversation_id=first.conversation_id), metadata=key
+        )
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_native_chat_cancel_keeps_the_partial_reply_in_the_conversation(
+    make_gateway: Callable[..., Gateway],
+    watched_upstream: ServerThread,
+    channel_to: Callable[[Gateway], grpc.Channel],
+) -> None:
+    gateway = make_gateway(
+        grpc_port=free_port(), openai_base_url=watched_upstream.url + "/v1", openai_api_key="k"
+    )
+    stub = chatgate_v1_pb2_grpc.ChatgateStub(channel_to(gateway))
+    call = stub.Chat(
+        pb.ChatRequest(model="demo", prompt="Tell me", conversation_id="new"),
+        metadata=auth(gateway.key("alice")),
+    )
+    received = "".join(next(call).delta.text for _ in range(3))
+    call.cancel()
+    assert watched_upstream.app.wait_hangups(1)
+    [reply] = [m for m in gateway.stored_messages() if m.role == "assistant"]
+    assert reply.finish_reason == "cancelled" and reply.content.startswith(received)
+    assert len(reply.content) < 400
+
+
+def test_ask_continues_a_conversation_from_its_end_line(
+    make_gateway: Callable[..., Gateway],
+    demo_upstream: ServerThread,
+    channel_to: Callable[[Gateway], grpc.Channel],
+) -> None:
+    gateway = make_gateway(
+        grpc_port=free_port(), openai_base_url=demo_upstream.url + "/v1", openai_api_key="k"
+    )
+    stub = chat_pb2_grpc.ChatStub(channel_to(gateway))
+    key = auth(gateway.key("alice"))
+    first = chat_pb2.askrequest(prompt="I am Li.", conversation_id="new", parent_id="new")
+    _, conversation_id, parent_id = list(stub.Ask(first, metadata=key))[-1].response.split("$")
+    follow_up = chat_pb2.askrequest(
+        prompt="Who am I?", conversation_id=conversation_id, parent_id=parent_id
+    )
+    end = list(stub.Ask(follow_up, metadata=key))[-1].response
+    assert end.split("$")[1] == conversation_id
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["content"] for m in context if m["role"] == "user"] == ["I am Li.", "Who am I?"]

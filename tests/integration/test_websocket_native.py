@@ -200,3 +200,53 @@ def test_the_daily_cap_ends_the_third_request_of_the_day(make_gateway: Any) -> N
         _, end = until_end(ws, "3")
     assert end["type"] == "error" and end["code"] == "insufficient_quota"
     assert end["retry_after"] > 0
+
+
+def test_a_conversation_continues_from_the_done_ids(
+    proxied_gateway: Gateway, demo_upstream: ServerThread
+) -> None:
+    with open_ws(proxied_gateway, proxied_gateway.key("alice")) as ws:
+        ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "id": 1,
+                    "model": "demo",
+                    "prompt": "I am Li.",
+                    "conversation_id": "new",
+                }
+            )
+        )
+        _, first = until_end(ws, 1)
+        ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "id": 2,
+                    "model": "demo",
+                    "prompt": "Who am I?",
+                    "conversation_id": first["conversation_id"],
+                    "parent_id": first["message_id"],
+                }
+            )
+        )
+        _, second = until_end(ws, 2)
+    assert first["conversation_id"] and first["message_id"] and first["parent_id"]
+    assert second["conversation_id"] == first["conversation_id"]
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["role"] for m in context] == ["user", "assistant", "user"]
+    assert context[0]["content"] == "I am Li." and context[2]["content"] == "Who am I?"
+
+
+def test_a_cancelled_reply_is_stored_as_far_as_it_went(
+    slow_gateway: Gateway, watched_upstream: ServerThread
+) -> None:
+    with open_ws(slow_gateway, slow_gateway.key("alice")) as ws:
+        ws.send(chat("c", "Tell me", conversation_id="new"))
+        received = "".join(recv(ws)["text"] for _ in range(3))
+        ws.send(json.dumps({"type": "cancel", "id": "c"}))
+        assert until_end(ws, "c")[1]["code"] == "cancelled"
+    assert watched_upstream.app.wait_hangups(1)
+    [reply] = [m for m in slow_gateway.stored_messages() if m.role == "assistant"]
+    assert reply.finish_reason == "cancelled" and reply.content.startswith(received)
+    assert len(reply.content) < 400

@@ -44,6 +44,21 @@ class ChatgateStub:
                 request_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ListConversations = channel.unary_unary(
+                '/chatgate.v1.Chatgate/ListConversations',
+                request_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsRequest.SerializeToString,
+                response_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsResponse.FromString,
+                _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/chatgate.v1.Chatgate/GetConversation',
+                request_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.Conversation.FromString,
+                _registered_method=True)
+        self.DeleteConversation = channel.unary_unary(
+                '/chatgate.v1.Chatgate/DeleteConversation',
+                request_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationRequest.SerializeToString,
+                response_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationResponse.FromString,
+                _registered_method=True)
 
 
 class ChatgateServicer:
@@ -65,6 +80,26 @@ class ChatgateServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListConversations(self, request, context):
+        """The caller's conversations, newest first, a page at a time; maybe searched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConversation(self, request, context):
+        """One conversation: every message (a tree, by parent_id) and the current path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatgateServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +112,21 @@ def add_ChatgateServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsRequest.FromString,
                     response_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ListConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConversations,
+                    request_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsRequest.FromString,
+                    response_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.GetConversationRequest.FromString,
+                    response_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.Conversation.SerializeToString,
+            ),
+            'DeleteConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConversation,
+                    request_deserializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationRequest.FromString,
+                    response_serializer=chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +183,87 @@ class Chatgate:
             '/chatgate.v1.Chatgate/ListModels',
             chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsRequest.SerializeToString,
             chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatgate.v1.Chatgate/ListConversations',
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsRequest.SerializeToString,
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.ListConversationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatgate.v1.Chatgate/GetConversation',
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.GetConversationRequest.SerializeToString,
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatgate.v1.Chatgate/DeleteConversation',
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationRequest.SerializeToString,
+            chatgate_dot_transports_dot_protos_dot_chatgate__v1__pb2.DeleteConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,227 @@
+"""The older programs' WebSocket protocols, so that their clients work unchanged.
+
+``/compat/ws/seq``: JSON ``{"seq", "data": {"query" | "messages", "model", "origin_stream",
+"openai_parameter", …}}`` answered by ``{"code", "msg", "seq", "data": {"consume_time",
+"finish_reason", "contents"}}``; with ``origin_stream: false`` each message holds whole short
+sentences. Frames are parsed as JSON and checked field by field, never evaluated.
+
+``/compat/ws/ask``: text frames ``<|ask|>$CONVERSATION$PARENT$PROMPT`` answered by text pieces
+then ``<|end|>$conversation_id$parent_id``, or ``<|err|>$reason``; one question at a time.
+
+Both accept a key on the handshake (``Authorization: Bearer`` or ``?token=``); without one the
+caller is the operator's anonymous user, or is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from chatgate.core.accounts import Principal
+from chatgate.core.errors import ChatgateError, InvalidRequest
+from chatgate.core.events import ChatRequest, Delta, Done
+from chatgate.core.sentences import SentenceSplitter
+from chatgate.services import Services
+from chatgate.transports import compat
+from chatgate.transports.compat_seq import SeqRequest, parse_seq
+from chatgate.transports.http_common import services_of
+from chatgate.transports.ws_session import Session, SocketGone, handshake_token
+
+ASK = "<|ask|>$"
+ASK_SHAPE = "<|ask|>$conversation$parent$prompt"
+
+
+class Caller:
+    """Who is on a compatibility socket; a key is checked again for each request."""
+
+    def __init__(self, services: Services, token: str | None, principal: Principal) -> None:
+        self.services = services
+        self.token = token
+        self.principal = principal
+
+    @classmethod
+    async def of(cls, services: Services, token: str | None) -> Caller:
+        return cls(services, token, await compat.compat_principal(services, token))
+
+    async def current(self) -> Principal:
+        if self.token is None:
+            return self.principal
+        return await self.services.accounts.authenticate(self.token)
+
+
+async def _serve(ws: WebSocket, protocol: type[SeqProtocol] | type[AskProtocol]) -> None:
+    """Accept, identify the caller (refusing in the protocol's shape), then relay frames."""
+    services = services_of(ws)
+    await ws.accept()
+    in_flight = 1 if protocol is AskProtocol else services.settings.websocket_max_in_flight
+    session = Session(ws, services, in_flight)
+    try:
+        try:
+            caller = await Caller.of(services, handshake_token(ws))
+        except ChatgateError as exc:
+            await session.send(protocol.refusal(exc))
+            await session.end(1008, "authentication failed")
+            return
+        handler = protocol(session, caller)
+        async for frame in session.frames():
+            await handler.handle(frame)
+    except SocketGone:
+        pass
+    finally:
+        await session.close()
+
+
+# ---- seq ------------------------------------------------------------------------------------
+
+
+def seq_error(seq: Any, exc: ChatgateError) -> str:
+    """The one place errors become seq replies: ``code`` is the HTTP status of the error."""
+    return orjson.dumps({"code": exc.status, "msg": exc.message, "seq": seq, "data": None}).decode()
+
+
+def seq_reply(seq: Any, started: float, contents: str, finish: str | None, **ids: Any) -> str:
+    data: dict[str, Any] = {
+        "consume_time": f"{time.perf_counter() - started:.2f}",
+        "finish_reason": finish,
+        "contents": contents,
+    }
+    data.update({k: v for k, v in ids.items() if v is not None})
+    return orjson.dumps({"code": 0, "msg": "ok", "seq": seq, "data": data}).decode()
+
+
+class SeqProtocol:
+    refusal = staticmethod(lambda exc: seq_error(None, exc))
+
+    def __init__(self, session: Session, caller: Caller) -> None:
+        self.session = session
+        self.caller = caller
+
+    async def handle(self, frame: str | bytes) -> None:
+        seq: Any = None
+        try:
+            if isinstance(frame, bytes):
+                raise InvalidRequest("Binary frames are not accepted: send JSON text frames.")
+            too_large = self.session.too_large(frame)
+            if too_large is not None:
+                raise too_large
+            try:
+                data = orjson.loads(frame)
+            except orjson.JSONDecodeError:
+                raise InvalidRequest("The frame is not valid JSON.") from None
+            if isinstance(data, dict) and isinstance(data.get("seq"), str | int):
+                seq = data["seq"]
+            parsed = parse_seq(data, compat.compat_model(self.session.services))
+            if self.session.running(parsed.seq):
+                raise InvalidRequest("seq: a request with this seq is running.", param="seq")
+            if self.session.busy:
+                raise InvalidRequest("Too many requests are running on this socket.")
+            self.session.start(parsed.seq, self._stream(parsed, time.perf_counter()))
+        except ChatgateError as exc:
+            await self.session.send(seq_error(seq, exc))
+
+    async def _stream(self, parsed: SeqRequest, started: float) -> None:
+        send, seq = self.session.send, parsed.seq
+        splitter = None if parsed.origin_stream else SentenceSplitter()
+        try:
+            principal = await self.caller.current()
+            events = self.session.services.chat.stream(principal, parsed.request)
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, Delta):
+                        pieces = splitter.feed(event.text) if splitter else [event.text]
+                        for piece in pieces:
+                            if piece:
+                                await send(seq_reply(seq, started, piece, None))
+                    elif isinstance(event, Done):
+                        rest = splitter.flush() if splitter else ""
+                        await send(self._last(parsed, started, rest, event))
+                    else:
+                        await send(seq_error(seq, event.error))
+        except ChatgateError as exc:
+            await send(seq_error(seq, exc))
+
+    def _last(self, parsed: SeqRequest, started: float, rest: str, done: Done) -> str:
+        finish = "length" if done.finish_reason == "length" else "stop"
+        return seq_reply(
+            parsed.seq,
+            started,
+            rest,
+            finish,
+            conversation_id=done.conversation_id,
+            message_id=done.message_id,
+            parent_id=done.parent_id,
+        )
+
+
+async def seq_endpoint(ws: WebSocket) -> None:
+    await _serve(ws, SeqProtocol)
+
+
+# ---- ask ------------------------------------------------------------------------------------
+
+
+def parse_ask(frame: str | bytes, model: str) -> ChatRequest:
+    """``<|ask|>$CONVERSATION$PARENT$PROMPT``; the prompt may itself contain ``$``."""
+    if isinstance(frame, bytes):
+        raise InvalidRequest(
+            "binary frames are not accepted; send <|ask|>$conversation$parent$prompt"
+        )
+    if not frame.startswith(ASK):
+        raise InvalidRequest("malformed frame: expected <|ask|>$conversation$parent$prompt")
+    parts = frame[len(ASK) :].split("$", 2)
+    if len(parts) != 3:
+        raise InvalidRequest(f"malformed frame: expected {ASK_SHAPE}")
+    conversation_id, parent_id, prompt = parts
+    return compat.ask_request(model, prompt, conversation_id, parent_id)
+
+
+class AskProtocol:
+    refusal = staticmethod(compat.err_line)
+
+    def __init__(self, session: Session, caller: Caller) -> None:
+        self.session = session
+        self.caller = caller
+
+    async def handle(self, frame: str | bytes) -> None:
+        try:
+            too_large = self.session.too_large(frame)
+            if too_large is not None:
+                raise too_large
+            request = parse_ask(frame, compat.compat_model(self.session.services))
+            if self.session.busy:
+                raise InvalidRequest("a reply is still streaming: wait for <|end|>")
+            self.session.start("ask", self._stream(request))
+        except ChatgateError as exc:
+            await self.session.send(compat.err_line(exc))
+
+    async def _stream(self, request: ChatRequest) -> None:
+        send = self.session.send
+        try:
+            principal = await self.caller.current()
+            events = self.session.services.chat.stream(principal, request)
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, Delta):
+                        if event.text:
+                            await send(event.text)
+                    elif isinstance(event, Done):
+                        await send(compat.end_line(event))
+                    else:
+                        await send(compat.err_line(event.error))
+        except ChatgateError as exc:
+            await send(compat.err_line(exc))
+
+
+async def ask_endpoint(ws: WebSocket) -> None:
+    await _serve(ws, AskProtocol)
+
+
+routes = [
+    WebSocketRoute("/compat/ws/seq", seq_endpoint),
+    WebSocketRoute("/compat/ws/ask", ask_endpoint),
+]
