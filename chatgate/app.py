@@ -18,9 +18,10 @@ from starlette.routing import Route
 from chatgate import __version__
 from chatgate.core.clock import Clock
 from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.providers.admin import ProviderAdmin, install_reload_signal
 from chatgate.services import Services
 from chatgate.settings import Settings
-from chatgate.transports import compat_ws, grpc_server, openai_http, websocket
+from chatgate.transports import compat_ws, grpc_server, native_providers, openai_http, websocket
 from chatgate.transports.http_common import error_body, error_response, json_response
 
 log = logging.getLogger("chatgate")
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         services = await Services.open(settings, clock=clock)
         app.state.services = services
         grpc = await grpc_server.start(services)
+        install_reload_signal(ProviderAdmin(services.models))
         gc.collect()
         gc.freeze()
         try:
@@ -89,6 +91,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         app.router.routes.append(route)
     app.router.routes.extend(websocket.routes)
     app.router.routes.extend(compat_ws.routes)
+    app.include_router(native_providers.router)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

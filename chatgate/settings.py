@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,10 +99,12 @@ class ProviderConfig(BaseModel):
     @model_validator(mode="after")
     def _keys_from_env(self) -> ProviderConfig:
         """Keys named by environment variable are read here, when settings are built."""
+        have = {k.get_secret_value() for k in self.api_keys}
         for env_name in self.api_key_envs:
             value = os.environ.get(env_name)
-            if value:
+            if value and value not in have:
                 self.api_keys.append(SecretStr(value))
+                have.add(value)
         return self
 
 
@@ -237,6 +248,18 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return ensure_secret_file(self.data_dir)
+
+
+def read_upstreams(config_file: Path) -> dict[str, Any]:
+    """The ``providers``, ``models`` and ``routing`` of a TOML settings file, validated, for
+    reloading them into a running server (the rest of the settings is fixed at start)."""
+    with config_file.open("rb") as fh:
+        data = tomllib.load(fh)
+    return {
+        "providers": TypeAdapter(list[ProviderConfig]).validate_python(data.get("providers", [])),
+        "models": TypeAdapter(list[ModelConfig]).validate_python(data.get("models", [])),
+        "routing": Routing.model_validate(data.get("routing", {})),
+    }
 
 
 def ensure_secret_file(data_dir: Path) -> str:

@@ -89,6 +89,7 @@ class ModelRegistry:
         self._retiring: set[Provider] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self.config_lock = asyncio.Lock()
         self._swap(settings)
 
     # ---- lifecycle --------------------------------------------------------------------------

@@ -102,6 +102,10 @@ class Health:
             return "closed"
         return "open" if self.now() < breaker.open_until else "half-open"
 
+    def troubled(self) -> list[DeploymentKey]:
+        """Deployments with a failure on record."""
+        return list(self._breakers)
+
     def reset(self) -> None:
         """Close every breaker (an operator's "try them all again")."""
         self._breakers.clear()

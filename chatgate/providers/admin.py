@@ -1,0 +1,178 @@
+"""Changing providers and models while serving: one at a time through the admin API, or all
+at once by re-reading the TOML file (``POST /api/v1/admin/providers/reload`` or SIGHUP).
+
+Every change builds a whole new configuration and hands it to ``ModelRegistry.apply``, which
+keeps running streams on the objects they started with. Changes made one at a time live until
+the next reload or restart; the TOML file is the lasting record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ValidationError
+
+from chatgate.core.errors import Conflict, InvalidRequest, NotFound
+from chatgate.providers.router import ModelRegistry
+from chatgate.settings import ModelConfig, ProviderConfig, read_upstreams
+
+log = logging.getLogger("chatgate.providers")
+M = TypeVar("M", bound=BaseModel)
+
+
+class ProviderAdmin:
+    """Cheap to make: the lock that keeps changes one at a time lives on the registry."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._lock = registry.config_lock
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def providers(self) -> list[dict[str, Any]]:
+        return [self.describe(c) for c in self.registry.provider_configs()]
+
+    def describe(self, config: ProviderConfig) -> dict[str, Any]:
+        """A provider as an operator may see it: never a key, a header value or a proxy
+        password."""
+        health = self.registry.health
+        resting = [
+            {"model": key[1], "state": health.state(key), "retry_in": health.retry_in(key)}
+            for key in health.troubled()
+            if key[0] == config.name
+        ]
+        return {
+            "name": config.name,
+            "kind": config.kind,
+            "base_url": config.base_url,
+            "keys": len(config.api_keys),
+            "api_key_envs": config.api_key_envs,
+            "headers": sorted(config.headers),
+            "proxy": _without_password(config.proxy),
+            "timeouts": config.timeouts.model_dump(),
+            "api_version": config.api_version,
+            "deployment": config.deployment,
+            "discover_models": config.discover_models,
+            "max_event_bytes": config.max_event_bytes,
+            "breakers": resting,
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        configured = {m.name for m in self.registry.settings.models}
+        out = [m.model_dump() for m in self.registry.settings.models]
+        for route in self.registry.routes():
+            if route.name not in configured:
+                configured.add(route.name)
+                out.append(
+                    {"name": route.name, "deployments": [route.owned_by], "discovered": True}
+                )
+        return out
+
+    # ---- changing ---------------------------------------------------------------------------
+
+    async def put_provider(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Add or replace a provider. Keys left out of ``body`` are kept from the old one."""
+        async with self._lock:
+            old = {c.name: c for c in self.registry.settings.providers}
+            previous = old.get(name)
+            if previous is not None and "api_keys" not in body:
+                body = {**body, "api_keys": [k.get_secret_value() for k in previous.api_keys]}
+            config = _validate(ProviderConfig, {**body, "name": name})
+            old[name] = config
+            await self._apply(providers=list(old.values()))
+            return self.describe(config)
+
+    async def remove_provider(self, name: str) -> None:
+        async with self._lock:
+            providers = [c for c in self.registry.settings.providers if c.name != name]
+            if len(providers) == len(self.registry.settings.providers):
+                raise NotFound(f"No configured provider is named `{name}`.")
+            await self._apply(providers=providers)
+
+    async def put_model(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            config = _validate(ModelConfig, {**body, "name": name})
+            models = [m for m in self.registry.settings.models if m.name != name]
+            models.append(config)
+            await self._apply(models=models)
+            return config.model_dump()
+
+    async def remove_model(self, name: str) -> None:
+        async with self._lock:
+            models = [m for m in self.registry.settings.models if m.name != name]
+            if len(models) == len(self.registry.settings.models):
+                raise NotFound(f"No configured model is named `{name}`.")
+            await self._apply(models=models)
+
+    async def reload(self) -> dict[str, int]:
+        """Re-read providers, models and routing from the TOML file the server started with."""
+        path = self.registry.settings.config_file
+        if path is None:
+            raise Conflict("The server was started without a --config file to reload.")
+        try:
+            fresh = read_upstreams(path)
+        except (OSError, ValueError) as exc:  # ValidationError and TOMLDecodeError included
+            raise InvalidRequest(f"The config file could not be used: {exc}") from None
+        async with self._lock:
+            await self._apply(**fresh)
+        log.info("reloaded providers and models from %s", path)
+        return {"providers": len(fresh["providers"]), "models": len(fresh["models"])}
+
+    async def _apply(self, **changes: Any) -> None:
+        settings = self.registry.settings.model_copy(update=changes)
+        try:
+            await self.registry.apply(settings)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+
+
+def install_reload_signal(admin: ProviderAdmin) -> None:
+    """SIGHUP re-reads the TOML file, as daemons do (only where signals can be had)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not hasattr(signal, "SIGHUP") or admin.registry.settings.config_file is None:
+        return
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def on_hangup() -> None:
+        task = loop.create_task(_reload_logged(admin))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+
+
+async def _reload_logged(admin: ProviderAdmin) -> None:
+    try:
+        counts = await admin.reload()
+    except (InvalidRequest, Conflict) as exc:
+        log.error("SIGHUP: the configuration was not reloaded: %s", exc.message)
+    else:
+        log.info("SIGHUP: %(providers)d providers and %(models)d models loaded", counts)
+
+
+def _validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"{where or 'body'}: {first['msg']}", param=where or None) from None
+
+
+def _without_password(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
