@@ -21,7 +21,14 @@ from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
 from chatgate.providers.admin import ProviderAdmin, install_reload_signal
 from chatgate.services import Services
 from chatgate.settings import Settings
-from chatgate.transports import compat_ws, grpc_server, native_providers, openai_http, websocket
+from chatgate.transports import (
+    compat_ws,
+    grpc_server,
+    native_conversations,
+    native_providers,
+    openai_http,
+    websocket,
+)
 from chatgate.transports.http_common import error_body, error_response, json_response
 
 log = logging.getLogger("chatgate")
@@ -92,6 +99,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.router.routes.extend(websocket.routes)
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)
+    app.include_router(native_conversations.router)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

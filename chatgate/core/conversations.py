@@ -25,7 +25,13 @@ from chatgate.core.accounts import Principal
 from chatgate.core.chat import Turn
 from chatgate.core.clock import Clock
 from chatgate.core.context import TokenCounter, fit, reply_reserve
-from chatgate.core.conversation_queries import ConversationTree, Page, list_page, load_tree
+from chatgate.core.conversation_queries import (
+    ConversationSummary,
+    ConversationTree,
+    Page,
+    list_page,
+    load_tree,
+)
 from chatgate.core.errors import InvalidRequest, NotFound, PermissionDenied
 from chatgate.core.events import ChatRequest, Message, Usage
 from chatgate.core.exports import (
@@ -103,7 +109,8 @@ class StoredTurn:
     state: ConversationState
     route: ModelRoute
     question: str
-    first_exchange: bool
+    auto_title: str | None
+    """The stand-in title this exchange gave the conversation, for the model's to replace."""
 
 
 class ConversationService:
@@ -228,9 +235,10 @@ class ConversationService:
             parent_id, new = self._regenerate_anchor(state, parent_id), []
         elif not new:
             raise InvalidRequest("There is no message to send.", param="messages")
-        first_exchange = not any(n.role == "assistant" for n in state.nodes.values())
-        if first_exchange and state.title is None and new:
-            self._retitle(state, fallback_title(message_text(new[-1])))
+        auto_title = state.title if request.conversation_id == NEW else None
+        if state.title is None and new:
+            auto_title = fallback_title(message_text(new[-1]))
+            self._retitle(state, auto_title)
         history = [n for n in state.path(parent_id) if n.role in CONTEXT_ROLES]
         now = self.clock.now()
         last = parent_id
@@ -243,9 +251,7 @@ class ConversationService:
             history, new = history[:-1], [{"role": "user", "content": history[-1].content}]
         messages = self._context(system or state.system_prompt, history, new, route, request)
         question = message_text(new[-1]) if new else ""
-        return StoredTurn(
-            state.id, last, new_id(), messages, state, route, question, first_exchange
-        )
+        return StoredTurn(state.id, last, new_id(), messages, state, route, question, auto_title)
 
     def finish(self, turn: Turn, text: str, finish_reason: str, usage: Usage, model: str) -> None:
         """Keep the reply, whole or partial, and move the leaf. Never awaits.
@@ -279,7 +285,7 @@ class ConversationService:
                 },
             )
             leaf = node.id
-            if turn.first_exchange and text:
+            if turn.auto_title is not None and text:
                 self._title_later(turn)
         state.leaf_id, state.model = leaf, model
         self.writer.update(
@@ -402,13 +408,13 @@ class ConversationService:
         task.add_done_callback(self._tasks.discard)
 
     async def _set_title(self, turn: StoredTurn) -> None:
-        state, fallback = turn.state, turn.state.title
+        state, fallback = turn.state, turn.auto_title
         try:
             title = await ask_title(self.models, turn.route, turn.question)
         except Exception as exc:
             log.info("no title from the model for a conversation (%s)", exc)
             return
-        if not title or state.deleted or state.title != fallback:
+        if not title or fallback is None or state.deleted or state.title != fallback:
             return
         state.title = title
         self.writer.update(Conversation, {"id": state.id, "title": fallback}, {"title": title})
@@ -435,6 +441,23 @@ class ConversationService:
         if tree is None:
             raise NotFound(f"No conversation with id {conversation_id!r}.", param="conversation_id")
         return tree
+
+    async def summary(self, principal: Principal, conversation_id: str) -> ConversationSummary:
+        return (await self.tree(principal, conversation_id)).conversation
+
+    async def model_for(self, principal: Principal, conversation_id: str, asked: str | None) -> str:
+        """The model to answer with: the one asked for, else the conversation's, else the first
+        one the caller may use."""
+        if asked:
+            return asked
+        if conversation_id != NEW:
+            state = await self.owned(principal, conversation_id, write=False)
+            if state.model:
+                return state.model
+        names = self.models.names(principal)
+        if not names:
+            raise NotFound("No model is available to you.", param="model")
+        return names[0]
 
     async def export(self, principal: Principal, conversation_id: str, fmt: str) -> str:
         """The conversation as Markdown (``md``, the current path) or JSON (the whole tree)."""

@@ -8,6 +8,7 @@ and the reply the user waits for never waits for it.
 from __future__ import annotations
 
 import re
+from contextlib import aclosing
 
 from chatgate.providers.base import UpstreamCall
 from chatgate.providers.router import ModelRegistry, ModelRoute, Served
@@ -62,6 +63,7 @@ async def ask_title(models: ModelRegistry, route: ModelRoute, question: str) -> 
         }
     )
     texts: list[str] = []
-    async for piece in models.stream(route, call, Served()):
-        texts.append(piece.text)
+    async with aclosing(models.stream(route, call, Served())) as pieces:
+        async for piece in pieces:
+            texts.append(piece.text)
     return clean_title("".join(texts))

@@ -1,0 +1,347 @@
+"""The native conversations API under ``/api/v1/conversations`` (documented at ``/docs``).
+
+Thin: each route authenticates, calls ``ConversationService`` or ``ChatService.stream`` and
+renders the result. Replies stream as server-sent events: ``delta`` events with text, then one
+``done`` event with the ids (or one ``error`` event); with ``"stream": false`` one JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response, StreamingResponse
+
+from chatgate.core.accounts import Principal
+from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
+from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
+from chatgate.transports.http_common import authenticate, error_body, services_of
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "events, or JSON"}
+}
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+# ---- wire models ------------------------------------------------------------------------------
+
+
+class ConversationIn(BaseModel):
+    title: str | None = Field(default=None, max_length=255)
+    system: str | None = None
+    model: str | None = None
+
+
+class ConversationPatch(BaseModel):
+    """Fields to change; those left out stay as they are."""
+
+    title: str | None = Field(default=None, max_length=255)
+    system: str | None = None
+    current_leaf_id: str | None = Field(default=None, max_length=64)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    title: str | None
+    model: str | None
+    system: str | None
+    current_leaf_id: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, c: ConversationSummary) -> ConversationOut:
+        return cls(
+            id=c.id,
+            title=c.title,
+            model=c.model,
+            system=c.system_prompt,
+            current_leaf_id=c.current_leaf_id,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+
+class MessageOut(BaseModel):
+    id: str
+    parent_id: str | None
+    role: str
+    content: str
+    model: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: float
+
+    @classmethod
+    def of(cls, m: MessageView) -> MessageOut:
+        return cls(
+            id=m.id,
+            parent_id=m.parent_id,
+            role=m.role,
+            content=m.content,
+            model=m.model,
+            finish_reason=m.finish_reason,
+            prompt_tokens=m.prompt_tokens,
+            completion_tokens=m.completion_tokens,
+            created_at=m.created_at,
+        )
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[MessageOut]
+    current_path: list[str] = Field(description="message ids from the root to the current leaf")
+
+    @classmethod
+    def of_tree(cls, tree: ConversationTree) -> ConversationDetail:
+        base = ConversationOut.of(tree.conversation).model_dump()
+        return cls(
+            **base,
+            messages=[MessageOut.of(m) for m in tree.messages],
+            current_path=tree.current_path,
+        )
+
+
+class ConversationPage(BaseModel):
+    data: list[ConversationOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class Ask(BaseModel):
+    """How to answer: the model (default: the conversation's), streaming and sampling."""
+
+    model: str | None = None
+    stream: bool = True
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    def params(self) -> dict[str, Any]:
+        return self.model_dump(include={"temperature", "top_p", "max_tokens"}, exclude_none=True)
+
+
+class MessageIn(Ask):
+    content: str = Field(min_length=1)
+    parent_id: str | None = Field(
+        default=None, max_length=64, description="answer after this message (default: the leaf)"
+    )
+    system: str | None = Field(default=None, description="system prompt of a new conversation")
+
+
+class EditIn(Ask):
+    content: str = Field(min_length=1)
+
+
+class ReplyOut(BaseModel):
+    conversation_id: str | None
+    message_id: str | None
+    parent_id: str | None
+    content: str
+    finish_reason: str
+    model: str
+    usage: dict[str, int]
+
+
+# ---- conversations ----------------------------------------------------------------------------
+
+
+@router.post("", status_code=201, response_model=ConversationOut)
+async def create_conversation(
+    body: ConversationIn, request: Request, caller: Caller
+) -> ConversationOut:
+    conversations = services_of(request).conversations
+    state = await conversations.create(
+        caller, title=body.title, system_prompt=body.system, model=body.model
+    )
+    return ConversationOut.of(await conversations.summary(caller, state.id))
+
+
+@router.get("", response_model=ConversationPage)
+async def list_conversations(
+    request: Request,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=500, description="words to search for")] = None,
+) -> ConversationPage:
+    """Your conversations, newest first; ``q`` searches titles and messages."""
+    page = await services_of(request).conversations.page(
+        caller.user_id, limit=limit, cursor=cursor, query=q
+    )
+    return ConversationPage(
+        data=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail)
+async def get_conversation(
+    conversation_id: str, request: Request, caller: Caller
+) -> ConversationDetail:
+    tree = await services_of(request).conversations.tree(caller, conversation_id)
+    return ConversationDetail.of_tree(tree)
+
+
+@router.patch("/{conversation_id}", response_model=ConversationOut)
+async def change_conversation(
+    conversation_id: str, body: ConversationPatch, request: Request, caller: Caller
+) -> ConversationOut:
+    """Rename, change the system prompt, or make another message the current leaf."""
+    conversations = services_of(request).conversations
+    await conversations.change(
+        caller,
+        conversation_id,
+        title=body.title,
+        system_prompt=body.system,
+        leaf_id=body.current_leaf_id,
+    )
+    return ConversationOut.of(await conversations.summary(caller, conversation_id))
+
+
+@router.delete("/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: str, request: Request, caller: Caller) -> Response:
+    await services_of(request).conversations.delete(caller, conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/{conversation_id}/export")
+async def export_conversation(
+    conversation_id: str,
+    request: Request,
+    caller: Caller,
+    format: Annotated[Literal["md", "json"], Query()] = "md",
+) -> Response:
+    """Markdown of the current path, or JSON of the whole tree."""
+    text = await services_of(request).conversations.export(caller, conversation_id, format)
+    media = "text/markdown; charset=utf-8" if format == "md" else "application/json"
+    disposition = f'attachment; filename="conversation-{conversation_id[:36]}.{format}"'
+    return Response(text, media_type=media, headers={"content-disposition": disposition})
+
+
+# ---- messages ---------------------------------------------------------------------------------
+
+
+@router.post("/{conversation_id}/messages", responses=_STREAMED)
+async def post_message(
+    conversation_id: str, body: MessageIn, request: Request, caller: Caller
+) -> Response:
+    """Send a message (as a child of ``parent_id``, or of the leaf) and get the reply;
+    ``new`` as the id starts a conversation."""
+    message = {"role": "user", "content": body.content}
+    return await _exchange(
+        request,
+        caller,
+        conversation_id,
+        body,
+        [message],
+        parent_id=body.parent_id,
+        system=body.system,
+    )
+
+
+@router.post("/{conversation_id}/messages/{message_id}/regenerate", responses=_STREAMED)
+async def regenerate(
+    conversation_id: str, message_id: str, request: Request, caller: Caller, body: Ask | None = None
+) -> Response:
+    """A new reply to the same question, as a sibling of ``message_id`` (a reply, or the
+    question it answered)."""
+    return await _exchange(
+        request,
+        caller,
+        conversation_id,
+        body or Ask(),
+        [],
+        parent_id=message_id,
+        regenerate=True,
+    )
+
+
+@router.post("/{conversation_id}/messages/{message_id}/edit", responses=_STREAMED)
+async def edit(
+    conversation_id: str, message_id: str, body: EditIn, request: Request, caller: Caller
+) -> Response:
+    """Send a changed question as a new sibling of the user message ``message_id``."""
+    message = {"role": "user", "content": body.content}
+    return await _exchange(request, caller, conversation_id, body, [message], edit_id=message_id)
+
+
+async def _exchange(
+    request: Request,
+    caller: Principal,
+    conversation_id: str,
+    ask: Ask,
+    messages: list[dict[str, Any]],
+    **place: Any,
+) -> Response:
+    services = services_of(request)
+    model = await services.conversations.model_for(caller, conversation_id, ask.model)
+    chat = ChatRequest(
+        model=model,
+        messages=messages,
+        stream=ask.stream,
+        params=ask.params(),
+        conversation_id=conversation_id,
+        **place,
+    )
+    events = services.chat.stream(caller, chat)
+    first = await anext(events)
+    if ask.stream:
+        return StreamingResponse(
+            _sse(first, events), media_type="text/event-stream", headers=_SSE_HEADERS
+        )
+    return await _whole(first, events)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _done(done: Done) -> dict[str, Any]:
+    return {
+        "conversation_id": done.conversation_id,
+        "message_id": done.message_id,
+        "parent_id": done.parent_id,
+        "finish_reason": done.finish_reason,
+        "model": done.model,
+        "usage": done.usage.as_openai(),
+    }
+
+
+async def _sse(
+    first: ChatEvent, events: AsyncGenerator[ChatEvent, None]
+) -> AsyncGenerator[bytes, None]:
+    async with aclosing(events):
+        event: ChatEvent | None = first
+        while event is not None:
+            if isinstance(event, Delta):
+                if event.text:
+                    yield _event("delta", {"text": event.text})
+            elif isinstance(event, Done):
+                yield _event("done", _done(event))
+                return
+            elif isinstance(event, ErrorEvent):
+                yield _event("error", error_body(event.error))
+                return
+            event = await anext(events, None)
+
+
+async def _whole(first: ChatEvent, events: AsyncGenerator[ChatEvent, None]) -> Response:
+    texts: list[str] = []
+    async with aclosing(events):
+        event: ChatEvent | None = first
+        while event is not None:
+            if isinstance(event, Delta):
+                texts.append(event.text)
+            elif isinstance(event, ErrorEvent):
+                raise event.error
+            elif isinstance(event, Done):
+                reply = ReplyOut(content="".join(texts), **_done(event))
+                return Response(reply.model_dump_json(), media_type="application/json")
+            event = await anext(events, None)
+    raise RuntimeError("the chat stream ended without a Done event")
