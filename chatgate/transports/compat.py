@@ -40,15 +40,16 @@ def compat_model(services: Services) -> str:
 
 
 def ask_request(model: str, prompt: str, conversation_id: str, parent_id: str) -> ChatRequest:
-    """An ask: ``new`` (or nothing) for either id starts a new stored conversation."""
+    """An ask: ``new`` for either id starts a new stored conversation; a conversation id with
+    an empty parent continues from that conversation's latest message."""
     if not prompt:
         raise InvalidRequest("The prompt is empty.", param="prompt")
-    fresh = conversation_id in ("", NEW) or parent_id in ("", NEW)
+    fresh = conversation_id in ("", NEW) or parent_id == NEW
     return ChatRequest(
         model=model,
         messages=[{"role": "user", "content": prompt}],
         conversation_id=NEW if fresh else conversation_id,
-        parent_id=None if fresh else parent_id,
+        parent_id=None if fresh else (parent_id or None),
     )
 
 

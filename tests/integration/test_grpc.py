@@ -373,3 +373,11 @@ def test_ask_continues_a_conversation_from_its_end_line(
     assert end.split("$")[1] == conversation_id
     context = demo_upstream.app.requests[-1]["messages"]
     assert [m["content"] for m in context if m["role"] == "user"] == ["I am Li.", "Who am I?"]
+    latest = chat_pb2.askrequest(prompt="And now?", conversation_id=conversation_id)
+    assert list(stub.Ask(latest, metadata=key))[-1].response.startswith("<|end|>$")
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["content"] for m in context if m["role"] == "user"] == [
+        "I am Li.",
+        "Who am I?",
+        "And now?",
+    ]
