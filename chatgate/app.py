@@ -23,6 +23,7 @@ from chatgate.services import Services
 from chatgate.settings import Settings
 from chatgate.transports import (
     compat_ws,
+    easybackend_http,
     grpc_server,
     native_conversations,
     native_providers,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)
     app.include_router(native_conversations.router)
+    app.router.routes.extend(easybackend_http.routes)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

@@ -312,5 +312,10 @@ def keys_revoke(key_id: int) -> None:
     console.print(f"revoked key {info.id} ({info.prefix}…) of {info.username}")
 
 
+from chatgate.cli.conversations import register as register_conversations  # noqa: E402
+
+register_conversations(app)
+
+
 def main() -> None:
     app()

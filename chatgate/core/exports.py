@@ -82,9 +82,18 @@ class ImportedConversation:
     current_source_id: str | None
     messages: list[ImportedMessage] = field(default_factory=list)
 
+    default_model: str | None = None
+
     @property
     def model(self) -> str | None:
-        return next((m.model for m in reversed(self.messages) if m.model), None)
+        """The model of the current branch's last reply, else the export's default."""
+        by_id = {m.source_id: m for m in self.messages}
+        current = by_id.get(self.current_source_id or "")
+        while current is not None:
+            if current.model:
+                return current.model
+            current = by_id.get(current.parent_source_id or "")
+        return self.default_model
 
 
 def read_export(path: Path) -> list[dict[str, Any]]:
@@ -176,6 +185,8 @@ def parse_chatgpt(conv: dict[str, Any]) -> ImportedConversation:
         stack.extend((child, above) for child in reversed(children))
     current = conv.get("current_node")
     out.current_source_id = kept.get(current) if isinstance(current, str) else None
+    default = conv.get("default_model_slug")
+    out.default_model = default if isinstance(default, str) else None
     if out.current_source_id is None and out.messages:
         out.current_source_id = out.messages[-1].source_id
     return out

@@ -1,0 +1,115 @@
+"""``chatgate conversations list|show|export`` and ``chatgate import``.
+
+Local admin commands: whoever can run them can read the database anyway, so they act with full
+authority; ``--user NAME`` narrows them to one user, and names the owner for ``import``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from chatgate.cli.main import console, when, with_services
+from chatgate.core.accounts import Principal
+from chatgate.core.conversation_queries import ConversationSummary, ConversationTree
+from chatgate.core.errors import NotFound
+from chatgate.services import Services
+
+conversations_app = typer.Typer(help="Read and export stored conversations.", no_args_is_help=True)
+
+UserOption = Annotated[str | None, typer.Option("--user", help="Only this user's conversations.")]
+OPERATOR = Principal(user_id=0, username="operator", role="admin")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(conversations_app, name="conversations")
+    app.command("import")(import_export)
+
+
+async def _user_id(services: Services, user: str | None) -> int | None:
+    return (await services.accounts.get_user(user)).id if user else None
+
+
+async def _tree(services: Services, conversation_id: str, user: str | None) -> ConversationTree:
+    tree = await services.conversations.tree(OPERATOR, conversation_id)
+    user_id = await _user_id(services, user)
+    if user_id is not None and tree.conversation.user_id != user_id:
+        raise NotFound(f"No conversation with id {conversation_id!r}.")
+    return tree
+
+
+@conversations_app.command("list")
+def list_conversations(
+    user: UserOption = None,
+    search: Annotated[str | None, typer.Option("--search", "-q", help="Words to find.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=200)] = 50,
+) -> None:
+    """List conversations, newest first."""
+
+    async def action(s: Services) -> list[tuple[ConversationSummary, str]]:
+        page = await s.conversations.page(await _user_id(s, user), limit=limit, query=search)
+        names = {u.id: u.name for u in await s.accounts.list_users()}
+        return [(c, names.get(c.user_id, "?")) for c in page.items]
+
+    table = Table("id", "user", "title", "model", "updated")
+    for conv, owner in with_services(action):
+        table.add_row(conv.id, owner, conv.title or "", conv.model or "", when(conv.updated_at))
+    console.print(table)
+
+
+@conversations_app.command("show")
+def show(conversation_id: str, user: UserOption = None) -> None:
+    """Print the current path of a conversation, and how many messages are off it."""
+    tree = with_services(lambda s: _tree(s, conversation_id, user))
+    conv = tree.conversation
+    console.print(f"[bold]{conv.title or 'Conversation'}[/bold]  ({conv.model or '-'})")
+    if conv.system_prompt:
+        console.print(f"[dim]system:[/dim] {conv.system_prompt}", markup=True)
+    for message in tree.path_messages():
+        console.print(f"\n[bold]{message.role}[/bold] [dim]{message.id}[/dim]")
+        console.print(message.content, markup=False, highlight=False)
+    off_path = len(tree.messages) - len(tree.current_path)
+    if off_path:
+        console.print(f"\n[dim]{off_path} more message(s) on other branches[/dim]")
+
+
+@conversations_app.command("export")
+def export(
+    conversation_id: str,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+    user: UserOption = None,
+) -> None:
+    """Export a conversation: Markdown of the current path, or JSON of the whole tree."""
+
+    async def action(s: Services) -> str:
+        await _tree(s, conversation_id, user)
+        return await s.conversations.export(OPERATOR, conversation_id, fmt)
+
+    text = with_services(action)
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"written to {output}")
+
+
+def import_export(
+    file: Annotated[Path, typer.Argument(help="conversations.json or the export's .zip.")],
+    user: Annotated[str, typer.Option("--user", help="Owner of the imported conversations.")],
+) -> None:
+    """Import a ChatGPT data export; conversations already imported are skipped."""
+
+    async def action(s: Services) -> tuple[int, int, int]:
+        owner = await s.accounts.ensure_user(user)
+        result = await s.conversations.import_chatgpt(owner.id, file)
+        return result.imported, result.skipped, result.messages
+
+    imported, skipped, messages = with_services(action)
+    console.print(
+        f"imported {imported} conversation(s) with {messages} message(s) for {user}; "
+        f"{skipped} already there"
+    )

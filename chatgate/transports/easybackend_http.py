@@ -1,0 +1,75 @@
+"""The EasyBackend HTTP protocol, so its clients keep working unchanged.
+
+``POST /ask/{conversation_id}`` with ``{"prompt": …, "parent_id": …}`` (``new`` starts a
+conversation) answers ``{"message", "conversation_id", "parent_id"}``, where ``parent_id`` is
+the id of the reply: the one to continue from. Errors keep FastAPI's ``{"detail": …}`` shape,
+which is what that program's clients saw.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chatgate.core.errors import ChatgateError, InvalidRequest
+from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.transports.http_common import (
+    authenticate,
+    error_headers,
+    json_response,
+    read_json,
+    services_of,
+)
+
+
+def _error(exc: ChatgateError) -> Response:
+    return json_response({"detail": exc.message}, status=exc.status, headers=error_headers(exc))
+
+
+def _parse(data: dict[str, object]) -> tuple[str, str | None]:
+    prompt, parent = data.get("prompt"), data.get("parent_id")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
+    if parent is not None and (not isinstance(parent, str) or len(parent) > 64):
+        raise InvalidRequest("'parent_id' must be a message id or null.", param="parent_id")
+    return prompt, None if parent in ("", "new") else parent
+
+
+async def ask(request: Request) -> Response:
+    services = services_of(request)
+    conversation_id = request.path_params["conversation_id"]
+    try:
+        principal = await authenticate(request)
+        prompt, parent_id = _parse(await read_json(request, services.settings.max_request_bytes))
+        model = await services.conversations.model_for(principal, conversation_id, None)
+        chat = ChatRequest(
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            stream=False,
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+        )
+        texts: list[str] = []
+        async with aclosing(services.chat.stream(principal, chat)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    texts.append(event.text)
+                elif isinstance(event, ErrorEvent):
+                    raise event.error
+                elif isinstance(event, Done):
+                    return json_response(
+                        {
+                            "message": "".join(texts),
+                            "conversation_id": event.conversation_id,
+                            "parent_id": event.message_id,
+                        }
+                    )
+    except ChatgateError as exc:
+        return _error(exc)
+    raise RuntimeError("the chat stream ended without a Done event")
+
+
+routes = [Route("/ask/{conversation_id}", ask, methods=["POST"])]
