@@ -81,9 +81,11 @@ def upgrade() -> None:
     op.create_index(
         "ix_conversations_user_updated_id", "conversations", ["user_id", "updated_at", "id"]
     )
+    op.drop_index("ix_conversations_user_updated", table_name="conversations")
 
 
 def downgrade() -> None:
+    op.create_index("ix_conversations_user_updated", "conversations", ["user_id", "updated_at"])
     op.drop_index("ix_conversations_user_updated_id", table_name="conversations")
     dialect = op.get_bind().dialect.name
     for statement in _SQLITE_DOWN if dialect == "sqlite" else _POSTGRES_DOWN:
