@@ -226,15 +226,17 @@ class ConversationService:
         system_parts = [message_text(m) for m in request.messages if m.get("role") in _SYSTEM_ROLES]
         new = [m for m in request.messages if m.get("role") not in _SYSTEM_ROLES]
         system = request.system or ("\n\n".join(system_parts) if system_parts else None)
+        if not new and not request.regenerate:
+            raise InvalidRequest("There is no message to send.", param="messages")
         if request.conversation_id == NEW:
+            if request.regenerate:
+                raise InvalidRequest("A new conversation has nothing to regenerate.")
             state, parent_id = self._start(principal, system, route.name, new), None
         else:
             state = await self.owned(principal, request.conversation_id, write=True)
             parent_id = self._parent_for(state, request)
         if request.regenerate:
             parent_id, new = self._regenerate_anchor(state, parent_id), []
-        elif not new:
-            raise InvalidRequest("There is no message to send.", param="messages")
         auto_title = state.title if request.conversation_id == NEW else None
         if state.title is None and new:
             auto_title = fallback_title(message_text(new[-1]))

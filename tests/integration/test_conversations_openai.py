@@ -200,3 +200,17 @@ def test_a_client_disconnect_mid_reply_leaves_the_partial_reply_stored(
     assert reply.finish_reason == "cancelled"
     assert reply.content.startswith(received)
     assert 0 < len(reply.content) < len(compose_reply("Tell me a long story."))
+
+
+def test_a_new_conversation_with_nothing_to_answer_is_refused_and_not_stored(
+    gateway: Gateway,
+) -> None:
+    api = client(gateway, gateway.key("alice"))
+    with pytest.raises(openai.BadRequestError) as info:
+        api.chat.completions.create(
+            model="demo",
+            messages=[{"role": "system", "content": "Be brief."}],
+            extra_body={"conversation_id": "new"},
+        )
+    assert info.value.param == "messages"
+    assert gateway.run(gateway.services.conversations.page(None)).items == []
