@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import secrets
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -250,3 +253,89 @@ def test_a_cancelled_reply_is_stored_as_far_as_it_went(
     [reply] = [m for m in slow_gateway.stored_messages() if m.role == "assistant"]
     assert reply.finish_reason == "cancelled" and reply.content.startswith(received)
     assert len(reply.content) < 400
+
+
+def test_requests_beyond_the_in_flight_cap_of_a_socket_are_refused(
+    make_gateway: Any, watched_upstream: ServerThread
+) -> None:
+    gateway: Gateway = make_gateway(
+        websocket_max_in_flight=1,
+        openai_base_url=watched_upstream.url + "/v1",
+        openai_api_key="k",
+    )
+    with open_ws(gateway, gateway.key("alice")) as ws:
+        ws.send(chat("first", "one"))
+        assert recv(ws)["id"] == "first"
+        ws.send(chat("second", "two"))
+        _, refused = until_end(ws, "second")
+        assert (refused["type"], refused["code"]) == ("error", "rate_limit_exceeded")
+        assert until_end(ws, "first")[1]["type"] == "done"
+        ws.send(chat("third", "three"))
+        assert until_end(ws, "third")[1]["type"] == "done"
+
+
+class FloodUpstream:
+    """A model server whose reply is 1,000 pieces of 64 KiB, counting what it has sent.
+    The pieces are random, so that no compression on the way makes them small."""
+
+    PIECE = secrets.token_urlsafe(49152)
+    PIECES = 1000
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if scope["method"] != "POST":
+            body = json.dumps({"object": "list", "data": [{"id": "flood"}]}).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(self.PIECES):
+            delta = {"content": self.PIECE} if i < self.PIECES - 1 else {}
+            finish = None if delta else "stop"
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            event = {"id": "c", "object": "chat.completion.chunk", "choices": [choice]}
+            body = b"data: " + json.dumps(event).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            self.sent += 1
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def test_a_slow_reader_holds_back_the_upstream_instead_of_filling_memory(
+    make_gateway: Any,
+) -> None:
+    flood = FloodUpstream()
+    upstream = ServerThread(flood).start()
+    try:
+        gateway: Gateway = make_gateway(
+            openai_base_url=upstream.url + "/v1",
+            openai_api_key="k",
+        )
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(("127.0.0.1", gateway.port))
+        url = gateway.url.replace("http", "ws", 1) + "/api/v1/ws"
+        headers = {"Authorization": f"Bearer {gateway.key('alice')}"}
+        with connect(url, sock=sock, additional_headers=headers, max_size=None, max_queue=2) as ws:
+            ws.send(json.dumps({"type": "chat", "id": 1, "model": "flood", "prompt": "all"}))
+            assert recv(ws)["type"] == "delta"
+            seen, still = -1, 0
+            while still < 5:  # wait until the upstream makes no more progress
+                time.sleep(0.2)
+                still = still + 1 if flood.sent == seen else 0
+                seen = flood.sent
+            assert seen < FloodUpstream.PIECES // 2, (
+                "the gateway kept reading for a client that did not"
+            )
+            text, end = until_end(ws, 1)
+        assert end["type"] == "done"
+        assert len(text) == len(FloodUpstream.PIECE) * (FloodUpstream.PIECES - 2)  # less the first
+    finally:
+        upstream.stop()
