@@ -46,10 +46,9 @@ class Deployment:
 
 @dataclass(slots=True)
 class Served:
-    """Filled in while streaming: which provider actually answered, after how many tries."""
+    """Filled in while streaming: which provider actually answered."""
 
     provider: str | None = None
-    tries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +249,6 @@ class ModelRegistry:
             last_here: ChatgateError | None = None
             while self.health.acquire(key):
                 served.provider = provider.name
-                served.tries += 1
                 started = judged = False
                 self._in_use[provider] = self._in_use.get(provider, 0) + 1
                 try:

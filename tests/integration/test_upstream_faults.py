@@ -4,7 +4,7 @@ WebSocket protocol, and straight through ``ChatService.stream`` (the core every 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -37,7 +37,7 @@ from upstream_rig import (
 from websockets.sync.client import connect as ws_connect
 
 from chatgate.core.errors import ChatgateError
-from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.tokens import estimate_tokens
 
 
@@ -210,10 +210,12 @@ def test_fault_over_the_openai_api(rig: Gateway, fault_on: Fault) -> None:
     _check_books(rig, user, fault, usage_tokens)
 
 
-async def _collect(events: object) -> tuple[list[Delta], Done | ErrorEvent | None]:
+async def _collect(
+    events: AsyncIterator[ChatEvent],
+) -> tuple[list[Delta], Done | ErrorEvent | None]:
     pieces: list[Delta] = []
     end: Done | ErrorEvent | None = None
-    async for event in events:  # type: ignore[attr-defined]
+    async for event in events:
         if isinstance(event, Delta):
             pieces.append(event)
         else:
@@ -351,3 +353,49 @@ def test_fault_over_the_websocket(rig: Gateway, fault_on: Fault) -> None:
     else:
         assert text, "part of the reply came before the error"
     _check_books(rig, user, fault, estimate_tokens(text))
+
+
+def test_requests_the_upstream_failed_do_not_use_up_the_daily_cap(
+    rig: Gateway, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> None:
+    primary, _ = upstreams
+    rig.services.models.health.reset()
+    rig.run(rig.services.accounts.ensure_user("capped"))
+    rig.run(rig.services.accounts.set_quota("capped", daily_requests=1))
+    api = openai.OpenAI(base_url=rig.base_url, api_key=rig.key("capped"), max_retries=0)
+    question = [{"role": "user", "content": "x"}]
+    primary.enqueue(status(400, "too long"))
+    with pytest.raises(openai.BadRequestError):
+        api.chat.completions.create(model="solo", messages=question)
+    primary.enqueue(stall_after(5))
+    with pytest.raises(openai.APIError):
+        list(api.chat.completions.create(model="solo", messages=question, stream=True))
+    api.chat.completions.create(model="solo", messages=question)
+    with pytest.raises(openai.RateLimitError) as info:
+        api.chat.completions.create(model="solo", messages=question)
+    assert info.value.code == "insufficient_quota"
+    statuses = [(r.status, r.counted) for r in request_log(rig, "capped")]
+    assert statuses == [("error", False), ("error", False), ("ok", True)]
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_nothing_open_upstream(
+    rig: Gateway, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> None:
+    primary, backup = upstreams
+    primary.default = ok(delay=0.02)
+    tasks = task_count(rig)
+    try:
+        with httpx.stream(
+            "POST",
+            rig.base_url + "/chat/completions",
+            headers={"Authorization": f"Bearer {rig.key('leaver')}"},
+            json={"model": "solo", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            timeout=10,
+        ) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: {")
+        assert_nothing_left_open(rig, tasks, primary, backup)
+    finally:
+        primary.default = ok()
+    [row] = request_log(rig, "leaver")
+    assert (row.status, row.counted, row.provider) == ("cancelled", True, "primary")
