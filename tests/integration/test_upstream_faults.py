@@ -1,12 +1,14 @@
 """Every upstream fault, as the client sees it, as it is stored, and as it is counted: over the
 OpenAI-compatible HTTP API (the ``openai`` package, raw SSE bytes with httpx), over the native
-WebSocket protocol, and straight through ``ChatService.stream`` (the core every transport uses)."""
+WebSocket protocol and gRPC service, and straight through ``ChatService.stream`` (the core every
+transport uses)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import grpc
 import httpx
 import openai
 import orjson
@@ -39,6 +41,7 @@ from websockets.sync.client import connect as ws_connect
 from chatgate.core.errors import ChatgateError
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.tokens import estimate_tokens
+from chatgate.transports.protos import chatgate_v1_pb2, chatgate_v1_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -399,3 +402,40 @@ def test_a_client_that_goes_away_mid_stream_leaves_nothing_open_upstream(
         primary.default = ok()
     [row] = request_log(rig, "leaver")
     assert (row.status, row.counted, row.provider) == ("cancelled", True, "primary")
+
+
+@pytest.mark.parametrize("fault_on", FAULTS, ids=[f.name for f in FAULTS], indirect=True)
+def test_fault_over_grpc(rig: Gateway, fault_on: Fault) -> None:
+    fault = fault_on
+    user = f"grpc-{fault.name}"
+    pb = chatgate_v1_pb2
+    request = pb.ChatRequest(
+        model=fault.model, messages=[pb.Message(role="user", content="Tell me about faults")]
+    )
+    metadata = (("authorization", f"Bearer {rig.key(user)}"),)
+    events: list[chatgate_v1_pb2.ChatEvent] = []
+    ended: grpc.RpcError | None = None
+    with grpc.insecure_channel(rig.grpc_target) as channel:
+        stub = chatgate_v1_pb2_grpc.ChatgateStub(channel)
+        try:
+            for event in stub.Chat(request, metadata=metadata, timeout=15):
+                events.append(event)
+        except grpc.RpcError as exc:
+            ended = exc
+    text = "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+    if fault.outcome == "ok":
+        assert ended is None and events[-1].WhichOneof("event") == "done"
+        assert "Tell me about faults" in text
+        _check_books(rig, user, fault, events[-1].done.usage.completion_tokens)
+        return
+    # A failure ends the call with a status carrying the code (after an Error event if the
+    # reply had started).
+    assert ended is not None and fault.code in repr(ended.trailing_metadata())
+    assert "key-a" not in (ended.details() or "")
+    if fault.outcome == "refused":
+        assert not events
+    else:
+        last = events[-1]
+        assert last.WhichOneof("event") == "error" and last.error.code == fault.code
+        assert text, "part of the reply came before the error"
+    _check_books(rig, user, fault, estimate_tokens(text))

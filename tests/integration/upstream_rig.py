@@ -15,7 +15,7 @@ from typing import Any
 
 from faulty_upstream import FaultyUpstream
 from sqlalchemy import select
-from support import Gateway
+from support import Gateway, free_port
 
 from chatgate.providers.openai_compat import OpenAICompatProvider
 from chatgate.settings import Settings
@@ -40,7 +40,7 @@ def rig_settings(data_dir: Path, primary: FaultyUpstream, backup: FaultyUpstream
     return Settings.load(
         data_dir=data_dir,
         port=0,
-        grpc_port=0,
+        grpc_port=free_port(),
         usage_flush_seconds=0.05,
         default_daily_requests=None,
         models_refresh_seconds=0,
