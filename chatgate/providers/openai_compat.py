@@ -32,6 +32,7 @@ from chatgate.settings import ProviderConfig
 log = logging.getLogger("chatgate.upstream")
 
 _DONE = b"[DONE]"
+_RETRYABLE_5XX = frozenset((500, 502, 503, 504))
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -80,6 +81,8 @@ def upstream_status_error(name: str, status: int, body: bytes, headers: Any) -> 
         )
     if status >= 500:
         err = UpstreamUnavailable(f"Upstream '{name}' failed with HTTP {status}: {message}")
+        # Only these say "try again"; a 501 or 505 will answer the same the next time.
+        err.retryable = status in _RETRYABLE_5XX
         return err
     if status == 404:
         return ModelNotFound(message)
@@ -267,6 +270,8 @@ class OpenAICompatProvider:
                 raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
             if not data:
                 break
+            if len(data) > limit:
+                self._check_events(data, limit)
             if pending:
                 start = max(0, len(pending) - 3)
                 pending += data
@@ -274,6 +279,9 @@ class OpenAICompatProvider:
                 if cut < 0:
                     self._check_size(pending, limit)
                     continue
+                # The event that was pending ends at the first line end after ``start``.
+                if pending.find(b"\n", start) > limit:
+                    raise self._too_large(limit)
                 complete = bytes(pending[:cut])
                 del pending[:cut]
             else:
@@ -321,9 +329,17 @@ class OpenAICompatProvider:
             what = "stalled waiting for the next chunk"
         return UpstreamTimeout(f"upstream '{self.name}' {what}")
 
+    def _check_events(self, data: bytes, limit: int) -> None:
+        """A read larger than the limit: no event in it may be (whatever the read boundaries)."""
+        if any(len(event) > limit for event in data.split(b"\n\n")):
+            raise self._too_large(limit)
+
     def _check_size(self, pending: bytearray, limit: int) -> None:
         if len(pending) > limit:
-            raise UpstreamError(f"upstream '{self.name}' sent an event larger than {limit} bytes")
+            raise self._too_large(limit)
+
+    def _too_large(self, limit: int) -> UpstreamError:
+        return UpstreamError(f"upstream '{self.name}' sent an event larger than {limit} bytes")
 
 
 AZURE_API_VERSION = "2024-10-21"

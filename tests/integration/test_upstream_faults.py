@@ -83,6 +83,8 @@ FAULTS = [
     Fault("502-retried", (status(502),), "solo", "ok", primary_calls=2),
     Fault("503-retried", (status(503),), "solo", "ok", primary_calls=2),
     Fault("504-retried", (status(504),), "solo", "ok", primary_calls=2),
+    Fault("501-is-not-tried-again", (status(501),), "chain", "refused", status=502,
+          code="upstream_unavailable"),
     Fault("503-persists-falls-back", (status(503), status(503)), "chain", "ok", "backup", 2, 1),
     Fault("400-passed-on-never-resent", (status(400, "maximum context length is 8192 tokens"),),
           "chain", "refused", status=400, code="upstream_rejected"),
