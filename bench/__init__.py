@@ -1,0 +1,1 @@
+"""The benchmark of chatgate: ``python -m bench`` (see README.md here)."""
