@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 class Clock:
     def __init__(self, timezone: str | None = None) -> None:
         self.tz: tzinfo | None = ZoneInfo(timezone) if timezone else None
+        self._day = ""
+        self._day_span = (0.0, 0.0)  # [start, end) of ``_day`` as timestamps
 
     def now(self) -> float:
         return time.time()
@@ -21,12 +23,25 @@ class Clock:
         return datetime.fromtimestamp(stamp, self.tz)
 
     def today(self) -> str:
-        return self.local().date().isoformat()
+        """The local date, worked out once a day: every request asks for it twice."""
+        stamp = self.now()
+        start, end = self._day_span
+        if not start <= stamp < end:
+            self._day, self._day_span = self._day_around(stamp)
+        return self._day
+
+    def _day_around(self, stamp: float) -> tuple[str, tuple[float, float]]:
+        # Naive local times resolve through the system's zone rules, aware ones through tz's,
+        # so a day that a clock change makes 23 or 25 hours long ends at its real midnight.
+        local = datetime.fromtimestamp(stamp, self.tz)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        tomorrow = (midnight + timedelta(days=1)).replace(tzinfo=self.tz)
+        return local.date().isoformat(), (midnight.timestamp(), tomorrow.timestamp())
 
     def seconds_to_midnight(self) -> float:
-        local = self.local()
-        tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        return max(0.0, (tomorrow - local).total_seconds())
+        stamp = self.now()
+        self.today()
+        return max(0.0, self._day_span[1] - stamp)
 
 
 class FixedClock(Clock):
