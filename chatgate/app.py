@@ -30,6 +30,7 @@ from chatgate.transports import (
     openai_http,
     websocket,
 )
+from chatgate.transports.hot_paths import ChatgateApp, hot_paths
 from chatgate.transports.http_common import error_body, error_response, json_response
 
 log = logging.getLogger("chatgate")
@@ -89,7 +90,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             await services.close()
             gc.unfreeze()
 
-    app = FastAPI(
+    app = ChatgateApp(
         title="chatgate",
         version=__version__,
         lifespan=lifespan,
@@ -97,6 +98,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     for route in openai_http.routes:
         app.router.routes.append(route)
+    app.hot_paths = hot_paths(openai_http.routes)
     app.router.routes.extend(websocket.routes)
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)
