@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.store.db import Database
@@ -122,12 +123,39 @@ class BatchWriter:
                 async with self._db.session() as session, session.begin():
                     await self._write_ops(session, ops)
                     await self._write_usage(session, usage)
+            except (IntegrityError, DataError):
+                await self._salvage(ops, usage)
             except BaseException:
-                self._ops = ops + self._ops
-                for key, totals in usage.items():
-                    mine = self._usage.setdefault(key, [0, 0, 0, 0, 0.0])
-                    for i, value in enumerate(totals):
-                        mine[i] += value
+                self._put_back(ops, usage)
+                raise
+
+    def _put_back(self, ops: list[Op], usage: dict[UsageKey, UsageTotals]) -> None:
+        self._ops = ops + self._ops
+        for key, totals in usage.items():
+            mine = self._usage.setdefault(key, [0, 0, 0, 0, 0.0])
+            for i, value in enumerate(totals):
+                mine[i] += value
+
+    async def _salvage(self, ops: list[Op], usage: dict[UsageKey, UsageTotals]) -> None:
+        """A batch with a row the database refuses: write the rest one by one, drop that row.
+
+        Without this one bad row (say, a reply to a conversation another instance deleted)
+        would hold back every later write, usage included.
+        """
+        async with self._db.session() as session, session.begin():
+            await self._write_usage(session, usage)
+        for n, op in enumerate(ops):
+            try:
+                async with self._db.session() as session, session.begin():
+                    await self._write_ops(session, [op])
+            except (IntegrityError, DataError) as exc:
+                log.error(
+                    "dropped one write to %s that the database refused (%s)",
+                    op.table.name,
+                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__,
+                )
+            except BaseException:
+                self._put_back(ops[n:], {})
                 raise
 
     async def _write_ops(self, session: AsyncSession, ops: list[Op]) -> None:
