@@ -23,7 +23,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from chatgate.core.accounts import Principal
-from chatgate.core.errors import ChatgateError, InvalidRequest
+from chatgate.core.errors import ChatgateError, InvalidRequest, LimitExceeded
 from chatgate.core.events import ChatRequest, Delta, Done
 from chatgate.core.sentences import SentenceSplitter
 from chatgate.services import Services
@@ -95,7 +95,9 @@ def seq_reply(seq: Any, started: float, contents: str, finish: str | None, **ids
 
 
 class SeqProtocol:
-    refusal = staticmethod(lambda exc: seq_error(None, exc))
+    @staticmethod
+    def refusal(exc: ChatgateError) -> str:
+        return seq_error(None, exc)
 
     def __init__(self, session: Session, caller: Caller) -> None:
         self.session = session
@@ -119,7 +121,7 @@ class SeqProtocol:
             if self.session.running(parsed.seq):
                 raise InvalidRequest("seq: a request with this seq is running.", param="seq")
             if self.session.busy:
-                raise InvalidRequest("Too many requests are running on this socket.")
+                raise LimitExceeded("Too many requests are running on this socket.", retry_after=1)
             self.session.start(parsed.seq, self._stream(parsed, time.perf_counter()))
         except ChatgateError as exc:
             await self.session.send(seq_error(seq, exc))
@@ -181,7 +183,9 @@ def parse_ask(frame: str | bytes, model: str) -> ChatRequest:
 
 
 class AskProtocol:
-    refusal = staticmethod(compat.err_line)
+    @staticmethod
+    def refusal(exc: ChatgateError) -> str:
+        return compat.err_line(exc)
 
     def __init__(self, session: Session, caller: Caller) -> None:
         self.session = session

@@ -83,6 +83,23 @@ def test_seq_streams_each_delta_then_ends_with_stop(gateway: Gateway) -> None:
     assert 'You asked: "杭州都有什么景色？"' in text
 
 
+def test_seq_requests_run_side_by_side_on_one_socket(make_gateway: Callable[..., Gateway]) -> None:
+    gateway = make_gateway(demo_chunk_delay=0.005)
+    with seq_ws(gateway, gateway.key("alice")) as ws:
+        ws.send(seq_frame("a", messages=user("first"), model="demo"))
+        ws.send(seq_frame("b", messages=user("second"), model="demo"))
+        order: list[str] = []
+        texts: dict[str, str] = {"a": "", "b": ""}
+        while sum(1 for s in order if s == "end") < 2:
+            message = recv_json(ws)
+            texts[message["seq"]] += message["data"]["contents"]
+            order.append(message["seq"])
+            if message["data"]["finish_reason"] is not None:
+                order.append("end")
+    assert 'You asked: "first"' in texts["a"] and 'You asked: "second"' in texts["b"]
+    assert order.index("b") < len(order) - 1 - order[::-1].index("a"), "not interleaved"
+
+
 def test_seq_sentence_mode_sends_whole_sentences_never_cut_inside_quotes(
     gateway: Gateway,
 ) -> None:
