@@ -22,7 +22,7 @@ from chatgate.settings import Settings
 from chatgate.store.tables import RequestLog, UsageDaily
 
 PRICES = {"input_price": 2.0, "output_price": 8.0}
-TIMEOUTS = {"connect": 1.0, "first_token": 0.4, "idle": 0.4, "total": 1.5}
+TIMEOUTS = {"connect": 2.0, "first_token": 1.0, "idle": 1.0, "total": 3.0}
 EVENT_LIMIT = 256 * 1024
 
 
