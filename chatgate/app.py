@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +25,6 @@ from chatgate.settings import Settings
 from chatgate.transports import (
     compat_ws,
     easybackend_http,
-    grpc_server,
     native_conversations,
     native_providers,
     openai_http,
@@ -32,6 +32,9 @@ from chatgate.transports import (
 )
 from chatgate.transports.hot_paths import ChatgateApp, hot_paths
 from chatgate.transports.http_common import error_body, error_response, json_response
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger("chatgate")
 
@@ -74,19 +77,31 @@ async def metrics(request: Request) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+async def _start_grpc(services: Services) -> grpc.aio.Server | None:
+    """Start gRPC only when it has a port: importing grpc costs the server about 10 MB."""
+    if services.settings.grpc_port == 0:
+        return None
+    from chatgate.transports import grpc_server
+
+    return await grpc_server.start(services)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, clock=clock)
         app.state.services = services
-        grpc = await grpc_server.start(services)
+        grpc = await _start_grpc(services)
         install_reload_signal(ProviderAdmin(services.models))
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
-            await grpc_server.stop(grpc)
+            if grpc is not None:
+                from chatgate.transports import grpc_server
+
+                await grpc_server.stop(grpc)
             await services.close()
             gc.unfreeze()
 

@@ -93,3 +93,41 @@ def test_unknown_things_are_reported_not_tracebacks(tmp_path: Path, args: list[s
     result = run(tmp_path / "data", *args)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+_OPEN_AND_LIST_MODULES = """
+import asyncio, sys
+from chatgate.app import create_app
+from chatgate.services import Services
+from chatgate.settings import Settings
+
+async def main() -> None:
+    settings = Settings.load(data_dir=sys.argv[1], grpc_port=0)
+    create_app(settings)
+    services = await Services.open(settings)
+    print("current" if await services.db.is_current() else "behind")
+    await services.close()
+    print(" ".join(name for name in ("alembic", "grpc") if name in sys.modules))
+
+asyncio.run(main())
+"""
+
+
+def test_server_on_a_current_database_loads_neither_alembic_nor_grpc(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(data, "db", "upgrade").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT))
+    probe = [sys.executable, "-c", _OPEN_AND_LIST_MODULES, str(data)]
+    done = subprocess.run(probe, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["current", ""]
+
+
+def test_a_fresh_database_is_still_migrated_when_served(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(ROOT))
+    probe = [sys.executable, "-c", _OPEN_AND_LIST_MODULES, str(tmp_path / "fresh")]
+    done = subprocess.run(probe, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["current", "alembic"]
