@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from chatgate.core.errors import ChatgateError, InvalidRequest
@@ -28,10 +28,10 @@ from chatgate.transports.http_common import (
     read_json,
     services_of,
 )
+from chatgate.transports.sse_response import SSEResponse
 
 _OURS = frozenset(("model", "messages", "prompt", "stream", "conversation_id", "parent_id"))
 _ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _DONE_LINE = b"data: [DONE]\n\n"
 
 
@@ -312,9 +312,7 @@ async def _serve(request: Request, kind: str) -> Response:
         return error_response(exc)
     render = _Renderer(chat, chat.model)
     if chat.stream:
-        return StreamingResponse(
-            _sse(first, events, render), media_type="text/event-stream", headers=_SSE_HEADERS
-        )
+        return SSEResponse(_sse(first, events, render))
     return await _whole(first, events, render)
 
 

@@ -406,6 +406,25 @@ def test_a_client_that_goes_away_mid_stream_leaves_nothing_open_upstream(
     assert (row.status, row.counted, row.provider) == ("cancelled", True, "primary")
 
 
+def test_a_client_that_leaves_while_the_model_is_silent_cancels_the_call_at_once(
+    rig: Gateway, upstreams: tuple[FaultyUpstream, FaultyUpstream]
+) -> None:
+    primary, backup = upstreams
+    primary.enqueue(stall_after(2))
+    tasks = task_count(rig)
+    with httpx.stream(
+        "POST",
+        rig.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {rig.key('quiet-leaver')}"},
+        json={"model": "solo", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        timeout=10,
+    ) as response:
+        assert next(response.iter_lines()).startswith("data: {")
+    assert_nothing_left_open(rig, tasks, primary, backup)
+    [row] = request_log(rig, "quiet-leaver")
+    assert row.status == "cancelled", "the call waited for the stall to time out"
+
+
 @pytest.mark.parametrize("fault_on", FAULTS, ids=[f.name for f in FAULTS], indirect=True)
 def test_fault_over_grpc(rig: Gateway, fault_on: Fault) -> None:
     fault = fault_on
