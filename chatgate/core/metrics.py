@@ -30,13 +30,24 @@ class Metrics:
             registry=self.registry,
             buckets=_LATENCY_BUCKETS,
         )
+        # labels() validates and locks on every call; a request only needs the same few
+        # children again, and Prometheus keeps every child it made anyway.
+        self._children: dict[tuple[Counter, str, str], Counter] = {}
+
+    def _child(self, counter: Counter, model: str, label: str) -> Counter:
+        key = (counter, model, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(model, label)
+        return child
 
     def observe(self, outcome: Outcome) -> None:
-        self.requests.labels(outcome.model, outcome.status).inc()
-        if outcome.usage.prompt_tokens:
-            self.tokens.labels(outcome.model, "prompt").inc(outcome.usage.prompt_tokens)
-        if outcome.usage.completion_tokens:
-            self.tokens.labels(outcome.model, "completion").inc(outcome.usage.completion_tokens)
+        self._child(self.requests, outcome.model, outcome.status).inc()
+        usage = outcome.usage
+        if usage.prompt_tokens:
+            self._child(self.tokens, outcome.model, "prompt").inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            self._child(self.tokens, outcome.model, "completion").inc(usage.completion_tokens)
         if outcome.first_token_ms is not None:
             self.first_token.observe(outcome.first_token_ms / 1000)
 

@@ -208,3 +208,13 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/healthz").json()["status"] == "ok"
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["models"] == ["demo"]
+
+
+def test_metrics_count_every_request_and_its_tokens(gateway: Gateway) -> None:
+    api = client(gateway, gateway.key("counted"))
+    for _ in range(3):
+        api.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}])
+    text = httpx.get(gateway.url + "/metrics").text
+    assert 'chatgate_requests_total{model="demo",status="ok"} 3.0' in text
+    [prompt] = [line for line in text.splitlines() if line.startswith("chatgate_tokens_total")][:1]
+    assert 'direction="prompt"' in prompt and float(prompt.split()[-1]) > 0
