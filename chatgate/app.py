@@ -23,8 +23,11 @@ from chatgate.providers.admin import ProviderAdmin, install_reload_signal
 from chatgate.services import Services
 from chatgate.settings import Settings
 from chatgate.transports import (
+    chatapi_http,
     compat_ws,
     easybackend_http,
+    native_accounts,
+    native_admin,
     native_conversations,
     native_providers,
     openai_http,
@@ -48,6 +51,8 @@ PUBLIC_PATHS = frozenset(
         "/docs/oauth2-redirect",
         "/redoc",
         "/openapi.json",
+        "/api/v1/auth/login",
+        "/token",
     }
 )
 
@@ -119,6 +124,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.include_router(native_providers.router)
     app.include_router(native_conversations.router)
     app.router.routes.extend(easybackend_http.routes)
+    app.router.routes.extend(chatapi_http.routes)
+    app.include_router(native_accounts.router)
+    app.include_router(native_admin.router)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

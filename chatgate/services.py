@@ -12,9 +12,12 @@ from chatgate.core.accounts import AccountService, Limits
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
 from chatgate.core.conversations import ConversationService
+from chatgate.core.jwts import JwtCodec
+from chatgate.core.logins import FailedLoginLimiter, LoginService
 from chatgate.core.metrics import Metrics
+from chatgate.core.quota_backends import QuotaBackend
 from chatgate.core.quotas import QuotaService
-from chatgate.core.usage import UsageRecorder
+from chatgate.core.usage import UsageQueries, UsageRecorder
 from chatgate.providers.demo import DEMO_MODEL
 from chatgate.providers.router import ModelRegistry
 from chatgate.settings import Settings
@@ -37,6 +40,8 @@ class Services:
     models: ModelRegistry
     chat: ChatService
     conversations: ConversationService
+    logins: LoginService
+    usage_queries: UsageQueries
 
     @classmethod
     async def open(
@@ -60,8 +65,16 @@ class Services:
             rpm=settings.default_rpm,
             max_streams=settings.default_max_streams,
         )
-        accounts = AccountService(db, writer, limits, settings.key_cache_seconds, clock.now)
-        quotas = QuotaService(clock)
+        codec = JwtCodec(settings.secret(), settings.jwt_lifetime_days, clock.now)
+        accounts = AccountService(
+            db, writer, limits, settings.key_cache_seconds, clock.now, codec=codec
+        )
+        limiter = FailedLoginLimiter(
+            settings.login_max_failures, settings.login_window_seconds, clock.now
+        )
+        logins = LoginService(accounts, codec, limiter, db)
+        usage_queries = UsageQueries(db, writer, clock)
+        quotas = QuotaService(clock, quota_backend(settings), usage_queries.counted)
         usage = UsageRecorder(writer, clock)
         metrics = Metrics()
         models = ModelRegistry(settings)
@@ -75,22 +88,35 @@ class Services:
         conversations = ConversationService(db, writer, models, settings, clock)
         chat = ChatService(models, quotas, usage, metrics, conversations=conversations)
         return cls(
-            settings,
-            clock,
-            db,
-            writer,
-            accounts,
-            quotas,
-            usage,
-            metrics,
-            models,
-            chat,
+            settings=settings,
+            clock=clock,
+            db=db,
+            writer=writer,
+            accounts=accounts,
+            quotas=quotas,
+            usage=usage,
+            metrics=metrics,
+            models=models,
+            chat=chat,
             conversations=conversations,
+            logins=logins,
+            usage_queries=usage_queries,
         )
 
     async def close(self) -> None:
         """Stop in the order that loses nothing: providers, then pending writes, then the db."""
         await self.conversations.close()
         await self.models.close()
+        await self.quotas.drain()
+        await self.quotas.close()
         await self.writer.stop()
         await self.db.close()
+
+
+def quota_backend(settings: Settings) -> QuotaBackend | None:
+    """Redis when several instances must share exact limits; in process otherwise."""
+    if not settings.redis_url:
+        return None
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    return RedisQuotaBackend(settings.redis_url, prefix=settings.redis_prefix)

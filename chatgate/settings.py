@@ -152,10 +152,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = 4 * 1024 * 1024
 
     key_cache_seconds: float = 30.0
-    jwt_lifetime_days: float = 30.0
+    jwt_lifetime_days: float = Field(default=30.0, gt=0)
     anonymous_user: str | None = None
     websocket_max_in_flight: int = 16
     compat_model: str | None = None
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: float = Field(default=300.0, gt=0)
+    cookie_secure: bool | None = None
+    redis_prefix: str = "chatgate:"
 
     default_daily_requests: int | None = 10
     default_daily_tokens: int | None = None

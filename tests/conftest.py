@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gateway, ServerThread, WatchedUpstream
+from support import (
+    LOG_LINES,
+    Gateway,
+    ServerThread,
+    WatchedUpstream,
+    collecting_factory,
+    leaked_secrets,
+)
 
 from chatgate.demo_upstream import DemoUpstream
 from chatgate.settings import Settings
@@ -86,3 +94,21 @@ def watched_upstream() -> Iterator[ServerThread]:
 def slow_gateway(make_gateway: Callable[..., Gateway], watched_upstream: ServerThread) -> Gateway:
     """chatgate in front of ``watched_upstream``, for tests that cut a reply half-way."""
     return make_gateway(openai_base_url=watched_upstream.url + "/v1", openai_api_key="k")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every log line of the run, at debug level for chatgate, to check for secrets."""
+    logging.setLogRecordFactory(collecting_factory(logging.getLogRecordFactory()))
+    logging.getLogger("chatgate").setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = leaked_secrets(LOG_LINES)
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"SECRETS IN LOG OUTPUT: {len(leaks)} password/key/token value(s) were logged",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

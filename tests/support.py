@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 
 from chatgate.app import create_app
@@ -17,6 +20,42 @@ from chatgate.services import Services
 from chatgate.settings import Settings
 
 T = TypeVar("T")
+
+# Every password, key and token a test uses; the run's log output must contain none of them.
+SECRETS: set[str] = set()
+
+
+def remember(secret: str) -> str:
+    SECRETS.add(secret)
+    return secret
+
+
+# ---- every log record of the run, to prove no secret ever reaches a log line -----------------
+
+LOG_LINES: list[str] = []
+_FORMAT = logging.Formatter("%(name)s %(levelname)s %(message)s")
+# Any chatgate key or JWT, whether or not a test remembered it.
+SECRET_PATTERN = re.compile(r"sk-cg-[A-Za-z0-9_-]{16,}|eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+
+
+def collecting_factory(previous: Callable[..., logging.LogRecord]) -> Callable[..., Any]:
+    """A record factory sees every record made, whatever handlers and propagation say."""
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            LOG_LINES.append(_FORMAT.format(record))
+        except Exception as exc:  # a bad format string is the caller's bug; keep what we can
+            LOG_LINES.append(f"{record.name} {record.msg!r} {record.args!r} ({exc!r})")
+        return record
+
+    return factory
+
+
+def leaked_secrets(lines: list[str]) -> list[str]:
+    text = "\n".join(lines)
+    found = [s for s in SECRETS if s and s in text]
+    return found + SECRET_PATTERN.findall(text)
 
 
 def free_port() -> int:
@@ -30,9 +69,14 @@ class ServerThread:
 
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.app = app
-        self.port = port or free_port()
+        self.fixed_port = port is not None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._prepare(port or free_port())
+
+    def _prepare(self, port: int) -> None:
+        self.port = port
         self.config = uvicorn.Config(
-            app,
+            self.app,
             host="127.0.0.1",
             port=self.port,
             loop="asyncio",
@@ -44,24 +88,35 @@ class ServerThread:
         )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.failure: BaseException | None = None
 
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
-        self.loop.close()
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        except BaseException as exc:  # uvicorn exits when it cannot bind
+            self.failure = exc
+        finally:
+            self.loop.close()
 
     def start(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the server thread died while starting")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not start")
-            time.sleep(0.01)
-        return self
+        """Start, trying another free port when another process took the chosen one."""
+        for _ in range(3):
+            self.thread.start()
+            deadline = time.monotonic() + 30
+            while not self.server.started:
+                if not self.thread.is_alive():
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the server did not start")
+                time.sleep(0.01)
+            if self.server.started:
+                return self
+            if self.fixed_port or not isinstance(self.failure, SystemExit):
+                break
+            self._prepare(free_port())
+        raise RuntimeError(f"the server thread died while starting: {self.failure!r}")
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -99,6 +154,8 @@ class Gateway(ServerThread):
         return f"127.0.0.1:{self.settings.grpc_port}"
 
     def user(self, name: str, password: str | None = None, *, admin: bool = False) -> None:
+        if password:
+            remember(password)
         self.run(
             self.services.accounts.create_user(name, password, role="admin" if admin else "user")
         )
@@ -111,7 +168,15 @@ class Gateway(ServerThread):
             plain, _ = await self.services.accounts.create_key(name, **kwargs)
             return plain
 
-        return self.run(make())
+        return remember(self.run(make()))
+
+    def login(self, name: str, password: str) -> str:
+        """A login token for ``name`` from ``POST /api/v1/auth/login``."""
+        response = httpx.post(
+            self.url + "/api/v1/auth/login", json={"username": name, "password": password}
+        )
+        response.raise_for_status()
+        return remember(response.json()["token"])
 
     def flush(self) -> None:
         self.run(self.services.writer.flush())

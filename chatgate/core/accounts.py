@@ -3,6 +3,11 @@
 API keys are ``sk-cg-`` + 32 random bytes (urlsafe base64). Only their SHA-256 is stored (they
 carry 256 bits of entropy, so a slow hash adds nothing), with a short visible prefix for lists.
 Passwords are hashed with argon2id, off the event loop.
+
+A Bearer credential is an API key or a login JWT. Either is resolved once and then trusted from
+an in-process cache for a few seconds, so the hot path does not touch the database; anything
+that takes rights away (revocation, logout, disabling, demotion, a new password) drops the
+cached entries here at once and, for JWTs, bumps the user's token version.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,9 +29,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 
 from chatgate.core.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from chatgate.core.jwts import Claims, JwtCodec, looks_like_jwt
 from chatgate.store.db import Database
-from chatgate.store.tables import ApiKey, User
+from chatgate.store.tables import ApiKey, RevokedToken, User
 from chatgate.store.writer import BatchWriter
+
+log = logging.getLogger("chatgate.accounts")
 
 KEY_PREFIX = "sk-cg-"
 VISIBLE_PREFIX_LEN = len(KEY_PREFIX) + 6
@@ -45,7 +54,12 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is asking: the user, the key (if any) and the limits that apply to them."""
+    """Who is asking: the user, the key (if any) and the limits that apply to them.
+
+    ``limits`` are the user's (their own, else the defaults); ``key_limits`` are the extra
+    limits set on the key in use, which bind that key's requests on top of the user's.
+    ``session_id`` is the ``jti`` of the login token in use, if that is how they came.
+    """
 
     user_id: int
     username: str
@@ -53,6 +67,8 @@ class Principal:
     key_id: int | None = None
     limits: Limits = field(default_factory=Limits)
     token_version: int = 0
+    key_limits: Limits = field(default_factory=Limits)
+    session_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -80,6 +96,7 @@ class KeyInfo:
     expires_at: float | None
     revoked_at: float | None
     last_used_at: float | None
+    quota: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -138,6 +155,7 @@ class AccountService:
         default_limits: Limits,
         cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
+        codec: JwtCodec | None = None,
     ) -> None:
         self._db = db
         self._writer = writer
@@ -146,14 +164,40 @@ class AccountService:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._now = clock
         self.passwords = Passwords()
+        self.codec = codec
 
     # ---- authentication (hot path) -----------------------------------------------------------
 
     async def authenticate(self, credential: str) -> Principal:
-        """Turn a Bearer credential (an API key) into a Principal."""
+        """Turn a Bearer credential (an API key or a login JWT) into a Principal."""
         if credential.startswith(KEY_PREFIX):
             return await self.authenticate_key(credential)
+        if self.codec is not None and looks_like_jwt(credential):
+            return await self.authenticate_jwt(credential)
         raise AuthenticationFailed("Incorrect API key provided.")
+
+    async def authenticate_jwt(self, token: str) -> Principal:
+        """Resolve a login token; cached (never past its expiry) after the first check."""
+        assert self.codec is not None
+        now = self._now()
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        claims = self.codec.decode(token)
+        principal = await self._load_session(claims)
+        self._cache[token] = (principal, min(now + self._cache_seconds, claims.expires_at))
+        return principal
+
+    async def _load_session(self, claims: Claims) -> Principal:
+        async with self._db.session() as session:
+            user = await session.get(User, claims.user_id)
+            revoked = await session.get(RevokedToken, claims.jti)
+        if user is None or revoked is not None or user.token_version != claims.version:
+            log.debug("login token %s refused: ended or superseded", claims.jti)
+            raise AuthenticationFailed("This login token is no longer valid; log in again.")
+        if user.disabled:
+            raise AuthenticationFailed("This account is disabled.")
+        return self.principal_for(user, session_id=claims.jti)
 
     async def authenticate_key(self, key: str) -> Principal:
         """Resolve an API key, from the in-process cache when it is fresh."""
@@ -178,24 +222,31 @@ class AccountService:
                 )
             ).first()
         if row is None:
+            log.debug("unknown API key refused")
             raise AuthenticationFailed("Incorrect API key provided.")
         key, user = row
         if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+            log.debug("API key %s (%s…) refused: revoked or expired", key.id, key.prefix)
             raise AuthenticationFailed("This API key has been revoked or has expired.")
         if user.disabled:
             raise AuthenticationFailed("This account is disabled.")
         self._writer.update(ApiKey, {"id": key.id}, {"last_used_at": now})
         return self.principal_for(user, key)
 
-    def principal_for(self, user: User, key: ApiKey | None = None) -> Principal:
+    def principal_for(
+        self, user: User, key: ApiKey | None = None, *, session_id: str | None = None
+    ) -> Principal:
+        """The user's limits (their own, else the defaults; negative means none) and the
+        key's own extra limits (only those set on the key)."""
         values: dict[str, int | None] = {}
+        key_values: dict[str, int | None] = {}
         for name in QUOTA_FIELDS:
-            value = getattr(key, name, None) if key is not None else None
-            if value is None:
-                value = getattr(user, name)
+            value = getattr(user, name)
             if value is None:
                 value = getattr(self.default_limits, name)
             values[name] = value if value is None or value >= 0 else None
+            own = getattr(key, name, None) if key is not None else None
+            key_values[name] = own if own is not None and own >= 0 else None
         return Principal(
             user_id=user.id,
             username=user.name,
@@ -203,15 +254,50 @@ class AccountService:
             key_id=key.id if key is not None else None,
             limits=Limits(**values),
             token_version=user.token_version,
+            key_limits=Limits(**key_values),
+            session_id=session_id,
         )
 
-    def invalidate(self, *, user_id: int | None = None, key_id: int | None = None) -> None:
-        """Drop cached principals at once (revocation, quota or role change, disabling)."""
+    def invalidate(
+        self,
+        *,
+        user_id: int | None = None,
+        key_id: int | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Drop cached principals at once (revocation, logout, quota or role change,
+        disabling)."""
         for digest, (principal, _) in list(self._cache.items()):
-            if (user_id is not None and principal.user_id == user_id) or (
-                key_id is not None and principal.key_id == key_id
+            if (
+                (user_id is not None and principal.user_id == user_id)
+                or (key_id is not None and principal.key_id == key_id)
+                or (session_id is not None and principal.session_id == session_id)
             ):
                 self._cache.pop(digest, None)
+
+    # ---- login tokens -----------------------------------------------------------------------
+
+    async def end_session(self, principal: Principal) -> None:
+        """Void the login token the principal came with (a logout on one device)."""
+        if principal.session_id is None:
+            return
+        async with self._db.session() as session, session.begin():
+            if await session.get(RevokedToken, principal.session_id) is None:
+                expires = self._now() + (self.codec.lifetime if self.codec else 0)
+                session.add(
+                    RevokedToken(
+                        jti=principal.session_id, user_id=principal.user_id, expires_at=expires
+                    )
+                )
+        self.invalidate(session_id=principal.session_id)
+
+    async def end_all_sessions(self, user_id: int) -> None:
+        """Void every login token of a user at once (log out everywhere)."""
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                update(User).where(User.id == user_id).values(token_version=User.token_version + 1)
+            )
+        self.invalidate(user_id=user_id)
 
     def _evict(self, now: float) -> None:
         for digest, (_, expires) in list(self._cache.items()):
@@ -234,7 +320,7 @@ class AccountService:
             user = User(name=name, password_hash=password_hash, role=role, created_at=self._now())
             session.add(user)
             await session.flush()
-            return _user_info(user)
+            return user_info(user)
 
     async def get_user(self, name: str) -> User:
         async with self._db.session() as session:
@@ -242,6 +328,9 @@ class AccountService:
         if user is None:
             raise NotFound(f"no user named {name!r}")
         return user
+
+    async def user_info_of(self, name: str) -> UserInfo:
+        return user_info(await self.get_user(name))
 
     async def get_user_by_id(self, user_id: int) -> User:
         async with self._db.session() as session:
@@ -262,18 +351,36 @@ class AccountService:
     async def list_users(self) -> list[UserInfo]:
         async with self._db.session() as session:
             users = (await session.scalars(select(User).order_by(User.id))).all()
-        return [_user_info(u) for u in users]
+        return [user_info(u) for u in users]
 
     async def update_user(self, name: str, **values: Any) -> UserInfo:
-        """Change stored fields of a user and drop whatever was cached about them."""
+        """Change stored fields of a user and drop whatever was cached about them.
+
+        A new password, disabling or a demotion also voids every login token they hold.
+        """
+        if "role" in values and values["role"] not in ("user", "admin"):
+            raise InvalidRequest("role is 'user' or 'admin'", param="role")
         async with self._db.session() as session, session.begin():
             user = await session.scalar(select(User).where(User.name == name))
             if user is None:
                 raise NotFound(f"no user named {name!r}")
+            takes_rights = (
+                "password_hash" in values
+                or values.get("disabled") is True
+                or (user.role == "admin" and values.get("role") == "user")
+            )
             for column, value in values.items():
                 setattr(user, column, value)
+            if takes_rights:
+                user.token_version += 1
         self.invalidate(user_id=user.id)
-        return _user_info(user)
+        changed = ", ".join(sorted("password" if k == "password_hash" else k for k in values))
+        log.info("user %s changed (%s)%s", name, changed, "; logins ended" if takes_rights else "")
+        return user_info(user)
+
+    async def set_password(self, name: str, password: str) -> UserInfo:
+        """Set a new password; every login token of the user stops working."""
+        return await self.update_user(name, password_hash=await self.passwords.hash(password))
 
     async def set_quota(self, name: str, **limits: int | None) -> UserInfo:
         unknown = set(limits) - set(QUOTA_FIELDS)
@@ -303,6 +410,7 @@ class AccountService:
             )
             session.add(key)
             await session.flush()
+            log.info("new API key %s (%s…) for user %s", key.id, key.prefix, user.name)
             return plain, _key_info(key, user.name)
 
     async def list_keys(self, user_id: int | None = None) -> list[KeyInfo]:
@@ -331,10 +439,32 @@ class AccountService:
                 )
                 key.revoked_at = self._now()
         self.invalidate(key_id=key_id)
+        log.info("API key %s (%s…) of user %s revoked", key_id, key.prefix, name)
+        return _key_info(key, name)
+
+    async def set_key_quota(self, key_id: int, **limits: int | None) -> KeyInfo:
+        """Set a key's own limits (they bind on top of its owner's); -1 or None clears one."""
+        unknown = set(limits) - set(QUOTA_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown quota fields: {sorted(unknown)}")
+        async with self._db.session() as session, session.begin():
+            row = (
+                await session.execute(
+                    select(ApiKey, User.name)
+                    .join(User, User.id == ApiKey.user_id)
+                    .where(ApiKey.id == key_id)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no key with id {key_id}")
+            key, name = row
+            for column, value in limits.items():
+                setattr(key, column, None if value is None or value < 0 else value)
+        self.invalidate(key_id=key_id)
         return _key_info(key, name)
 
 
-def _user_info(user: User) -> UserInfo:
+def user_info(user: User) -> UserInfo:
     return UserInfo(
         id=user.id,
         name=user.name,
@@ -356,6 +486,7 @@ def _key_info(key: ApiKey, username: str) -> KeyInfo:
         expires_at=key.expires_at,
         revoked_at=key.revoked_at,
         last_used_at=key.last_used_at,
+        quota={name: getattr(key, name) for name in QUOTA_FIELDS},
     )
 
 
@@ -372,4 +503,5 @@ __all__ = [
     "constant_time_equal",
     "hash_key",
     "new_api_key",
+    "user_info",
 ]

@@ -38,6 +38,9 @@ class Clock:
         tomorrow = (midnight + timedelta(days=1)).replace(tzinfo=self.tz)
         return local.date().isoformat(), (midnight.timestamp(), tomorrow.timestamp())
 
+    def zone_name(self) -> str:
+        return str(self.tz) if self.tz is not None else (self.local().tzname() or "local time")
+
     def seconds_to_midnight(self) -> float:
         stamp = self.now()
         self.today()

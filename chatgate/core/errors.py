@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ChatgateError(Exception):
     """Base of every error a client may see. ``code`` is stable and machine-readable."""
@@ -24,6 +26,12 @@ class InvalidRequest(ChatgateError):
 class AuthenticationFailed(ChatgateError):
     code = "invalid_api_key"
     status = 401
+
+
+class InvalidCredentials(AuthenticationFailed):
+    """A login with a wrong user name or password (the same answer for either)."""
+
+    code = "invalid_credentials"
 
 
 class PermissionDenied(ChatgateError):
@@ -50,8 +58,27 @@ class PayloadTooLarge(InvalidRequest):
     status = 413
 
 
+@dataclass(frozen=True, slots=True)
+class RateFacts:
+    """Where a caller stands against its limits, for clients that pace themselves.
+
+    ``requests`` describe the request limit that binds (the daily cap, or the per-minute rate
+    when there is no daily cap or when it is the one exceeded), ``tokens`` the daily token
+    budget; resets are seconds from now. ``None`` means that limit does not apply.
+    """
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+
+
 class LimitExceeded(ChatgateError):
-    """A quota or rate limit. ``headers`` carry the x-ratelimit-* facts for HTTP clients."""
+    """A quota or rate limit. ``facts`` say where the caller stands; each transport renders them
+    (HTTP as x-ratelimit-* headers). ``headers`` are extra HTTP headers, kept for callers that
+    already know them."""
 
     code = "rate_limit_exceeded"
     status = 429
@@ -63,10 +90,12 @@ class LimitExceeded(ChatgateError):
         *,
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
+        facts: RateFacts | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = headers or {}
+        self.facts = facts
 
 
 class QuotaExhausted(LimitExceeded):

@@ -1,13 +1,21 @@
-"""Usage accounting: one request-log row and the daily totals, both written behind."""
+"""Usage accounting: one request-log row and the daily totals, both written behind; and the
+reports read back from those totals (per user, key, model and day)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
 
 from chatgate.core.accounts import Principal
 from chatgate.core.clock import Clock
+from chatgate.core.errors import InvalidRequest
 from chatgate.core.events import Usage
-from chatgate.store.tables import RequestLog
+from chatgate.store.db import Database
+from chatgate.store.tables import ApiKey, RequestLog, UsageDaily, User
 from chatgate.store.writer import BatchWriter
 
 
@@ -61,4 +69,122 @@ class UsageRecorder:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             cost=outcome.cost,
+        )
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """Totals for one group; the grouping fields not asked for are ``None``."""
+
+    day: str | None
+    user: str | None
+    key_id: int | None
+    key_prefix: str | None
+    model: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+GROUPS = ("day", "user", "key", "model")
+
+
+class UsageQueries:
+    """Reading the books: usage reports, and the day's totals that seed quota counters."""
+
+    def __init__(self, db: Database, writer: BatchWriter, clock: Clock) -> None:
+        self._db = db
+        self._writer = writer
+        self._clock = clock
+
+    async def counted(self, scope: str, day: str) -> tuple[int, int]:
+        """Counted requests and tokens of a scope (``u:ID`` or ``k:ID``) on a day."""
+        kind, _, ident = scope.partition(":")
+        column = UsageDaily.user_id if kind == "u" else UsageDaily.key_id
+        await self._writer.flush()
+        stmt = select(
+            func.coalesce(func.sum(UsageDaily.requests), 0),
+            func.coalesce(func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens), 0),
+        ).where(column == int(ident), UsageDaily.day == day)
+        async with self._db.session() as session:
+            requests, tokens = (await session.execute(stmt)).one()
+        return int(requests), int(tokens)
+
+    def days_back(self, days: int) -> tuple[str, str]:
+        """The first and last day of the last ``days`` days, today included."""
+        today = self._clock.local().date()
+        return (today - timedelta(days=max(1, days) - 1)).isoformat(), today.isoformat()
+
+    async def report(
+        self,
+        *,
+        start: str,
+        end: str,
+        user_id: int | None = None,
+        group_by: Sequence[str] = ("day", "model", "key"),
+    ) -> list[UsageRow]:
+        """Totals from ``start`` to ``end`` (ISO days, both included), grouped as asked."""
+        unknown = set(group_by) - set(GROUPS)
+        if unknown:
+            raise InvalidRequest(
+                f"group_by takes {', '.join(GROUPS)}; not {', '.join(sorted(unknown))}",
+                param="group_by",
+            )
+        columns: dict[str, Any] = {
+            "day": UsageDaily.day,
+            "user": User.name,
+            "key": UsageDaily.key_id,
+            "model": UsageDaily.model,
+        }
+        chosen = [name for name in GROUPS if name in group_by]
+        keys = [columns[name] for name in chosen]
+        if "key" in chosen:
+            keys.append(ApiKey.prefix)
+        stmt = (
+            select(
+                *keys,
+                func.sum(UsageDaily.requests),
+                func.sum(UsageDaily.errors),
+                func.sum(UsageDaily.prompt_tokens),
+                func.sum(UsageDaily.completion_tokens),
+                func.sum(UsageDaily.cost),
+            )
+            .select_from(UsageDaily)
+            .join(User, User.id == UsageDaily.user_id)
+            .outerjoin(ApiKey, ApiKey.id == UsageDaily.key_id)
+            .where(UsageDaily.day >= start, UsageDaily.day <= end)
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        if user_id is not None:
+            stmt = stmt.where(UsageDaily.user_id == user_id)
+        await self._writer.flush()
+        async with self._db.session() as session:
+            rows = (await session.execute(stmt)).all()
+        return [self._row(chosen, row) for row in rows]
+
+    @staticmethod
+    def _row(chosen: list[str], row: Any) -> UsageRow:
+        values = dict(zip(chosen, row, strict=False))
+        rest = list(row[len(chosen) :])
+        prefix = rest.pop(0) if "key" in chosen else None
+        requests, errors, prompt, completion, cost = rest
+        key_id = values.get("key")
+        return UsageRow(
+            day=values.get("day"),
+            user=values.get("user"),
+            key_id=key_id,
+            key_prefix=prefix if key_id else None,
+            model=values.get("model"),
+            requests=int(requests or 0),
+            errors=int(errors or 0),
+            prompt_tokens=int(prompt or 0),
+            completion_tokens=int(completion or 0),
+            cost=float(cost or 0.0),
         )

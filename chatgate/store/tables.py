@@ -66,6 +66,31 @@ class ApiKey(QuotaColumns, Base):
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class RevokedToken(Base):
+    """Login tokens ended one by one (a logout); kept until they would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ChatApiToken(Base):
+    """The claims of a user's one ChatAPI token (never the token itself): HS256 being
+    deterministic, signing them again gives the same token back."""
+
+    __tablename__ = "chatapi_tokens"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    jti: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[int] = mapped_column(Integer)
+    token_version: Mapped[int] = mapped_column(Integer)
+
+
 class UsageDaily(Base):
     """Totals per user, key, model and day; ``key_id`` 0 means "not through a key"."""
 

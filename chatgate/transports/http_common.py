@@ -1,5 +1,9 @@
 """What every HTTP route shares: reading the caller's credential and body, and the one place
-where a ``ChatgateError`` becomes an HTTP response (OpenAI's error shape and headers)."""
+where a ``ChatgateError`` becomes an HTTP response (OpenAI's error shape and headers).
+
+A caller proves who they are with ``Authorization: Bearer`` (an API key or a login JWT) or, for
+the web page, with the HttpOnly login cookie set by ``POST /api/v1/auth/login``.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ from chatgate.core.errors import (
     PayloadTooLarge,
     PermissionDenied,
     QuotaExhausted,
+    RateFacts,
 )
 from chatgate.services import Services
+
+SESSION_COOKIE = "chatgate_session"
 
 _TYPES = {
     400: "invalid_request_error",
@@ -47,8 +54,13 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
+def credential_of(conn: HTTPConnection) -> str | None:
+    """The Bearer credential, else the login cookie."""
+    return bearer_token(conn) or conn.cookies.get(SESSION_COOKIE) or None
+
+
 async def authenticate(conn: HTTPConnection) -> Principal:
-    token = bearer_token(conn)
+    token = credential_of(conn)
     if token is None:
         raise AuthenticationFailed(
             "You didn't provide an API key. Provide it in the Authorization header "
@@ -94,9 +106,38 @@ def error_body(exc: ChatgateError) -> dict[str, Any]:
     return {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}}
 
 
+def duration(seconds: float) -> str:
+    """A reset time as OpenAI writes it: ``3h12m0s``, ``1m30s``, ``6s``."""
+    total = max(0, math.ceil(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def rate_headers(facts: RateFacts | None) -> dict[str, str]:
+    """``x-ratelimit-*`` headers for where a caller stands against its limits."""
+    headers: dict[str, str] = {}
+    if facts is None:
+        return headers
+    for kind, limit, remaining, reset in (
+        ("requests", facts.limit_requests, facts.remaining_requests, facts.reset_requests),
+        ("tokens", facts.limit_tokens, facts.remaining_tokens, facts.reset_tokens),
+    ):
+        if limit is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining or 0)
+            headers[f"x-ratelimit-reset-{kind}"] = duration(reset or 0)
+    return headers
+
+
 def error_headers(exc: ChatgateError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if isinstance(exc, LimitExceeded):
+        headers.update(rate_headers(exc.facts))
         headers.update(exc.headers)
         if exc.retry_after is not None:
             headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))

@@ -1,0 +1,196 @@
+"""Logging in with a password: login tokens, the ChatAPI token protocol, and a limit on
+failed attempts per user name and per client address.
+
+An unknown user, a user without a password and a wrong password all get the same answer after
+the same work (``Passwords.verify`` hashes against a dummy), so neither the reply nor its timing
+tells which names exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatgate.core.accounts import AccountService, Principal, UserInfo, user_info
+from chatgate.core.errors import (
+    AuthenticationFailed,
+    InvalidCredentials,
+    TooManyLoginAttempts,
+)
+from chatgate.core.jwts import Claims, JwtCodec
+from chatgate.store.db import Database
+from chatgate.store.tables import ChatApiToken, RevokedToken, User
+
+log = logging.getLogger("chatgate.logins")
+
+_BAD_LOGIN = "Invalid username or password"
+_MAX_TRACKED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A login token just issued (or, for ChatAPI, issued again) and whose it is."""
+
+    token: str
+    claims: Claims
+    user: UserInfo
+
+
+class _Attempt:
+    """One login attempt, counted as a failure until it is known to have succeeded."""
+
+    def __init__(self, limiter: FailedLoginLimiter, keys: tuple[str, str], at: float) -> None:
+        self._limiter = limiter
+        self._keys = keys
+        self._at = at
+
+    def succeeded(self) -> None:
+        name_key, address_key = self._keys
+        self._limiter.forget(address_key, self._at)
+        self._limiter.clear(name_key)
+
+
+class FailedLoginLimiter:
+    """At most ``max_failures`` failed logins per user name and per address in ``window``
+    seconds. An attempt counts before the password is checked, so parallel guesses cannot
+    slip past the limit."""
+
+    def __init__(self, max_failures: int, window: float, clock: Callable[[], float]) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._now = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def begin(self, username: str, address: str | None) -> _Attempt:
+        now = self._now()
+        keys = ("u:" + username, "a:" + (address or "unknown"))
+        waits = [self._wait(key, now) for key in keys]
+        if max(waits) > 0:
+            raise TooManyLoginAttempts(
+                "Too many failed logins; try again later.", retry_after=max(waits)
+            )
+        for key in keys:
+            self._failures.setdefault(key, deque()).append(now)
+        if len(self._failures) > _MAX_TRACKED:
+            self._prune(now)
+        return _Attempt(self, keys, now)
+
+    def _wait(self, key: str, now: float) -> float:
+        stamps = self._failures.get(key)
+        if not stamps:
+            return 0.0
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        if len(stamps) < self.max_failures:
+            return 0.0
+        return stamps[-self.max_failures] + self.window - now
+
+    def forget(self, key: str, at: float) -> None:
+        stamps = self._failures.get(key)
+        if stamps is not None and at in stamps:
+            stamps.remove(at)
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        for key, stamps in list(self._failures.items()):
+            if not stamps or stamps[-1] <= now - self.window:
+                del self._failures[key]
+
+
+class LoginService:
+    def __init__(
+        self,
+        accounts: AccountService,
+        codec: JwtCodec,
+        limiter: FailedLoginLimiter,
+        db: Database,
+    ) -> None:
+        self.accounts = accounts
+        self.codec = codec
+        self.limiter = limiter
+        self._db = db
+
+    async def check_password(self, username: str, password: str, address: str | None) -> User:
+        """The user, if the password is theirs; one answer for every kind of failure."""
+        try:
+            attempt = self.limiter.begin(username[:64], address)
+        except TooManyLoginAttempts:
+            log.warning("login refused: too many failed attempts (from %s)", address)
+            raise
+        user: User | None = None
+        if 0 < len(username) <= 64:
+            async with self._db.session() as session:
+                user = await session.scalar(select(User).where(User.name == username))
+        stored = user.password_hash if user is not None else None
+        if not await self.accounts.passwords.verify(stored, password) or user is None:
+            # A name that is not a user's is never logged: it is often a password typed
+            # into the wrong field.
+            who = f"user {user.name}" if user is not None else "an unknown user name"
+            log.info("login failed for %s (from %s)", who, address)
+            raise InvalidCredentials(_BAD_LOGIN)
+        attempt.succeeded()
+        if user.disabled:
+            log.info("login refused for disabled user %s (from %s)", user.name, address)
+            raise AuthenticationFailed("This account is disabled.")
+        log.debug("user %s logged in (from %s)", user.name, address)
+        return user
+
+    async def login(self, username: str, password: str, address: str | None) -> Session:
+        user = await self.check_password(username, password, address)
+        return self._issue(user)
+
+    def _issue(self, user: User) -> Session:
+        claims = self.codec.new_claims(user.id, user.token_version)
+        return Session(self.codec.encode(claims), claims, user_info(user))
+
+    async def logout(self, principal: Principal, *, everywhere: bool = False) -> None:
+        log.info("user %s logged out%s", principal.username, " everywhere" if everywhere else "")
+        if everywhere:
+            await self.accounts.end_all_sessions(principal.user_id)
+        else:
+            await self.accounts.end_session(principal)
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> Session:
+        """A new password voids every login token; the caller gets a fresh one."""
+        await self.check_password(principal.username, current, None)
+        await self.accounts.set_password(principal.username, new)
+        log.info("user %s changed their password", principal.username)
+        return self._issue(await self.accounts.get_user(principal.username))
+
+    async def chatapi_token(
+        self, username: str, password: str, address: str | None
+    ) -> tuple[Session, bool]:
+        """The user's one ChatAPI token: the same one while it is valid (``False``), a new
+        one otherwise (``True``). Only its claims are stored."""
+        user = await self.check_password(username, password, address)
+        now = self.codec.now()
+        async with self._db.session() as session, session.begin():
+            row = await session.get(ChatApiToken, user.id)
+            if row is not None and await self._still_valid(session, row, user, now):
+                claims = Claims(user.id, row.issued_at, row.expires_at, row.jti, row.token_version)
+                return Session(self.codec.encode(claims), claims, user_info(user)), False
+            claims = self.codec.new_claims(user.id, user.token_version)
+            if row is None:
+                row = ChatApiToken(user_id=user.id)
+                session.add(row)
+            row.jti = claims.jti
+            row.issued_at = claims.issued_at
+            row.expires_at = claims.expires_at
+            row.token_version = claims.version
+        log.info("new ChatAPI token %s for user %s", claims.jti, user.name)
+        return Session(self.codec.encode(claims), claims, user_info(user)), True
+
+    @staticmethod
+    async def _still_valid(
+        session: AsyncSession, row: ChatApiToken, user: User, now: float
+    ) -> bool:
+        if row.expires_at <= now or row.token_version != user.token_version:
+            return False
+        return await session.get(RevokedToken, row.jti) is None

@@ -1,0 +1,164 @@
+"""Quota counters in Redis, for several instances that must share exact limits.
+
+The check-and-take of a request is one Lua script, which Redis runs atomically, so limits hold
+exactly across instances. Keys: ``{prefix}q:{scope}:{day}:r`` and ``…:t`` (counted requests
+and tokens of a day, kept two days), ``{prefix}q:{scope}:m`` (a sorted set of the last minute's
+requests) and ``{prefix}q:{scope}:s`` (streams open now). All the keys of a request are used
+together, so this needs one Redis, not a cluster.
+
+A stream whose instance dies before settling stays counted in ``…:s`` until the key expires,
+an hour after the scope's last request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from chatgate.core.quota_backends import LIMIT_ORDER, Counts, Scope, Verdict
+
+log = logging.getLogger("chatgate.quotas")
+
+DAY_TTL = 2 * 86400
+STREAMS_TTL = 3600
+
+# KEYS: per scope r, t, m, s. ARGV: now, member, day ttl, streams ttl, then 4 limits per scope
+# (-1: none). Returns ok, failing scope, failing limit (1-4), then r, t, m, s, oldest per scope.
+_TAKE = """
+local now = tonumber(ARGV[1])
+local n = #KEYS / 4
+local out = {1, 0, 0}
+local seen = {}
+for i = 0, n - 1 do
+  local m_key = KEYS[i * 4 + 3]
+  redis.call('ZREMRANGEBYSCORE', m_key, '-inf', now - 60)
+  local oldest = redis.call('ZRANGE', m_key, 0, 0, 'WITHSCORES')[2] or ''
+  local used = {
+    tonumber(redis.call('GET', KEYS[i * 4 + 1]) or '0'),
+    tonumber(redis.call('GET', KEYS[i * 4 + 2]) or '0'),
+    redis.call('ZCARD', m_key),
+    tonumber(redis.call('GET', KEYS[i * 4 + 4]) or '0'),
+  }
+  seen[i + 1] = {used, oldest}
+  if out[1] == 1 then
+    for j = 1, 4 do
+      local limit = tonumber(ARGV[4 + i * 4 + j])
+      if limit >= 0 and used[j] >= limit then
+        out = {0, i, j}
+        break
+      end
+    end
+  end
+end
+for i = 0, n - 1 do
+  local used, oldest = seen[i + 1][1], seen[i + 1][2]
+  if out[1] == 1 then
+    redis.call('INCR', KEYS[i * 4 + 1])
+    redis.call('EXPIRE', KEYS[i * 4 + 1], ARGV[3])
+    used[1] = used[1] + 1
+    if tonumber(ARGV[4 + i * 4 + 3]) >= 0 then
+      redis.call('ZADD', KEYS[i * 4 + 3], now, ARGV[2])
+      redis.call('EXPIRE', KEYS[i * 4 + 3], 61)
+      used[3] = used[3] + 1
+      if oldest == '' then oldest = ARGV[1] end
+    end
+    redis.call('INCR', KEYS[i * 4 + 4])
+    redis.call('EXPIRE', KEYS[i * 4 + 4], ARGV[4])
+    used[4] = used[4] + 1
+  end
+  for j = 1, 4 do out[#out + 1] = used[j] end
+  out[#out + 1] = oldest
+end
+return out
+"""
+
+# KEYS: per scope r, t, s. ARGV: counted (0/1), tokens, day ttl.
+_RELEASE = """
+local tokens = tonumber(ARGV[2])
+for i = 0, #KEYS / 3 - 1 do
+  if ARGV[1] == '0' and tonumber(redis.call('GET', KEYS[i * 3 + 1]) or '0') > 0 then
+    redis.call('DECR', KEYS[i * 3 + 1])
+  end
+  if tokens > 0 then
+    redis.call('INCRBY', KEYS[i * 3 + 2], tokens)
+    redis.call('EXPIRE', KEYS[i * 3 + 2], ARGV[3])
+  end
+  if redis.call('DECR', KEYS[i * 3 + 3]) <= 0 then
+    redis.call('DEL', KEYS[i * 3 + 3])
+  end
+end
+return 1
+"""
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+class RedisQuotaBackend:
+    def __init__(self, url: str, *, prefix: str = "chatgate:") -> None:
+        self.prefix = prefix
+        self.redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._take = self.redis.register_script(_TAKE)
+        self._release = self.redis.register_script(_RELEASE)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def _key(self, scope: str, part: str, day: str | None = None) -> str:
+        return f"{self.prefix}q:{scope}:{day}:{part}" if day else f"{self.prefix}q:{scope}:{part}"
+
+    async def seed(self, scope: str, day: str, requests: int, tokens: int) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key(scope, "r", day), requests, nx=True, ex=DAY_TTL)
+            pipe.set(self._key(scope, "t", day), tokens, nx=True, ex=DAY_TTL)
+            await pipe.execute()
+
+    async def take(self, scopes: Sequence[Scope], day: str, now: float) -> Verdict:
+        keys: list[str] = []
+        args: list[Any] = [repr(now), f"{now!r}:{secrets.token_hex(8)}", DAY_TTL, STREAMS_TTL]
+        for scope in scopes:
+            keys += [
+                self._key(scope.key, "r", day),
+                self._key(scope.key, "t", day),
+                self._key(scope.key, "m"),
+                self._key(scope.key, "s"),
+            ]
+            args += [_limit(getattr(scope.limits, name)) for name in LIMIT_ORDER]
+        out = await self._take(keys=keys, args=args)
+        counts = []
+        for i in range(len(scopes)):
+            r, t, m, s, oldest = out[3 + i * 5 : 8 + i * 5]
+            counts.append(Counts(int(r), int(t), int(m), int(s), float(oldest) if oldest else None))
+        if int(out[0]) == 1:
+            return Verdict(True, counts)
+        return Verdict(False, counts, LIMIT_ORDER[int(out[2]) - 1], int(out[1]))
+
+    def release(
+        self, scopes: Sequence[str], day: str, *, counted: bool, tokens: int, now: float
+    ) -> None:
+        keys: list[str] = []
+        for scope in scopes:
+            keys += [self._key(scope, "r", day), self._key(scope, "t", day), self._key(scope, "s")]
+        task = asyncio.get_running_loop().create_task(
+            self._send_release(keys, [1 if counted else 0, tokens, DAY_TTL])
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send_release(self, keys: list[str], args: list[Any]) -> None:
+        try:
+            await self._release(keys=keys, args=args)
+        except Exception:
+            log.exception("could not settle a quota reservation in Redis")
+
+    async def drain(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        await self.redis.aclose()

@@ -1,0 +1,157 @@
+"""The shapes of the native accounts API (``/api/v1/auth``, ``keys``, ``usage``, ``admin``), as
+pydantic models so they are checked on the way in and documented at ``/docs``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from chatgate.core.accounts import KeyInfo, UserInfo
+from chatgate.core.usage import UsageRow
+
+
+class Quota(BaseModel):
+    """Limits; ``null`` means the default (for a user) or none of its own (for a key), and
+    -1 means no limit at all."""
+
+    daily_requests: int | None = Field(default=None, ge=-1)
+    daily_tokens: int | None = Field(default=None, ge=-1)
+    rpm: int | None = Field(default=None, ge=-1)
+    max_streams: int | None = Field(default=None, ge=-1)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    created_at: float
+    quota: Quota
+
+    @classmethod
+    def of(cls, info: UserInfo) -> UserOut:
+        return cls(
+            id=info.id,
+            name=info.name,
+            role=info.role,
+            disabled=info.disabled,
+            created_at=info.created_at,
+            quota=Quota(**info.quota),
+        )
+
+
+class LoginIn(BaseModel):
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=1024)
+    cookie: bool = Field(default=False, description="Also set the HttpOnly login cookie.")
+
+
+class LoginOut(BaseModel):
+    token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_at: int = Field(description="Unix time when the token stops working.")
+    user: UserOut
+
+
+class LogoutIn(BaseModel):
+    everywhere: bool = Field(default=False, description="End every login of this user.")
+
+
+class PasswordIn(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
+class MeOut(BaseModel):
+    user_id: int
+    username: str
+    role: str
+    via: str = Field(description="'key' or 'login'.")
+    key_id: int | None
+    limits: Quota
+    key_limits: Quota
+
+
+class KeyIn(BaseModel):
+    name: str | None = Field(default=None, max_length=128)
+    expires_days: float | None = Field(default=None, gt=0)
+
+
+class KeyOut(BaseModel):
+    id: int
+    user: str
+    prefix: str
+    name: str | None
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+    active: bool
+    quota: Quota
+
+    @classmethod
+    def of(cls, info: KeyInfo) -> KeyOut:
+        return cls(
+            id=info.id,
+            user=info.username,
+            prefix=info.prefix,
+            name=info.label,
+            created_at=info.created_at,
+            expires_at=info.expires_at,
+            revoked_at=info.revoked_at,
+            last_used_at=info.last_used_at,
+            active=info.active,
+            quota=Quota(**info.quota),
+        )
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The key itself, shown this once and never stored.")
+
+
+class UserIn(BaseModel):
+    name: str = Field(max_length=64)
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    role: str = Field(default="user", pattern="^(user|admin)$")
+
+
+class UserPatch(BaseModel):
+    role: str | None = Field(default=None, pattern="^(user|admin)$")
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+class UsageRowOut(BaseModel):
+    day: str | None
+    user: str | None
+    key_id: int | None
+    key_prefix: str | None
+    model: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+    @classmethod
+    def of(cls, row: UsageRow) -> UsageRowOut:
+        return cls(
+            day=row.day,
+            user=row.user,
+            key_id=row.key_id,
+            key_prefix=row.key_prefix,
+            model=row.model,
+            requests=row.requests,
+            errors=row.errors,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            total_tokens=row.total_tokens,
+            cost=row.cost,
+        )
+
+
+class UsageOut(BaseModel):
+    start: str = Field(serialization_alias="from")
+    end: str = Field(serialization_alias="to")
+    group_by: list[str]
+    rows: list[UsageRowOut]

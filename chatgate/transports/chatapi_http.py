@@ -1,0 +1,97 @@
+"""The ChatAPI protocol, so its clients keep working: ``POST /token`` and ``GET /api?q=``.
+
+Bodies are ``{"statu": bool, "message": …}``. ``/token`` answers 201 with a new token and 200
+with the same one while it is valid; ``/api`` asks the configured model one question and counts
+against the user's daily cap (429 ``Token access limit reached.`` past it). Every error becomes
+that shape here, in one place.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from chatgate.core.errors import (
+    AuthenticationFailed,
+    ChatgateError,
+    InvalidCredentials,
+    InvalidRequest,
+    QuotaExhausted,
+)
+from chatgate.core.events import ChatRequest, Delta, ErrorEvent
+from chatgate.transports.compat import compat_model
+from chatgate.transports.http_common import (
+    authenticate,
+    credential_of,
+    error_headers,
+    json_response,
+    read_json,
+    services_of,
+)
+
+_BODY_LIMIT = 64 * 1024
+
+
+def chatapi_error(exc: ChatgateError) -> Response:
+    """The one mapping of errors to ChatAPI's ``statu``/``message`` shape."""
+    if isinstance(exc, InvalidCredentials):
+        message = "Invalid username or password"
+    elif isinstance(exc, QuotaExhausted):
+        message = "Token access limit reached."
+    elif exc.status >= 500:
+        message = f"An error occurred in the model request: {exc.message}"
+    else:
+        message = exc.message
+    return json_response(
+        {"statu": False, "message": message}, status=exc.status, headers=error_headers(exc)
+    )
+
+
+async def token(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        body = await read_json(request, _BODY_LIMIT)
+        username, password = body.get("u"), body.get("p")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise InvalidRequest("Send the user name as 'u' and the password as 'p'.")
+        address = request.client.host if request.client else None
+        session, created = await services.logins.chatapi_token(username, password, address)
+    except ChatgateError as exc:
+        return chatapi_error(exc)
+    expires = services.clock.local(session.claims.expires_at).strftime("%Y-%m-%d %H:%M:%S")
+    message = {"username": session.user.name, "token": session.token, "expiration_time": expires}
+    return json_response({"statu": True, "message": message}, status=201 if created else 200)
+
+
+async def api(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        if credential_of(request) is None:
+            raise AuthenticationFailed("Missing Authorization Header")
+        principal = await authenticate(request)
+        question = request.query_params.get("q", "")
+        if not question.strip():
+            raise InvalidRequest("Ask something: the 'q' parameter is missing or empty.")
+        chat = ChatRequest(
+            model=compat_model(services), messages=[{"role": "user", "content": question}]
+        )
+        chat.stream = False
+        texts: list[str] = []
+        async with aclosing(services.chat.stream(principal, chat)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    texts.append(event.text)
+                elif isinstance(event, ErrorEvent):
+                    raise event.error
+    except ChatgateError as exc:
+        return chatapi_error(exc)
+    return json_response({"statu": True, "message": "".join(texts)})
+
+
+routes = [
+    Route("/token", token, methods=["POST"]),
+    Route("/api", api, methods=["GET"]),
+]
