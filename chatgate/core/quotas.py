@@ -135,15 +135,13 @@ class QuotaService:
         zone = self.clock.zone_name()
         if failed == "daily_requests":
             return QuotaExhausted(
-                f"You have used all {limits.daily_requests} requests of today; "
-                f"the quota renews at midnight ({zone}).",
+                "You have used all of today's requests.",
                 retry_after=midnight,
                 facts=facts,
             )
         if failed == "daily_tokens":
             return QuotaExhausted(
-                f"You have used all {limits.daily_tokens} tokens of today; "
-                f"the quota renews at midnight ({zone}).",
+                f"You have used all of today's tokens; the quota renews at midnight ({zone}).",
                 retry_after=midnight,
                 facts=facts,
             )
