@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from chatgate.cli.usage import usage as usage_command
 from chatgate.core.errors import ChatgateError
 from chatgate.services import Services
 from chatgate.settings import Settings
@@ -33,6 +34,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.command("usage")(usage_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -252,13 +254,64 @@ def users_set_quota(
         if v is not None
     }
     info = with_services(lambda s: s.accounts.set_quota(name, **values))
-    console.print(
-        f"quota of {info.name}: "
-        + ", ".join(
-            f"{k}={'unlimited' if v is not None and v < 0 else 'default' if v is None else v}"
-            for k, v in info.quota.items()
-        )
+    console.print(f"quota of {info.name}: {_quota_text(info.quota, 'default')}")
+
+
+def _quota_text(quota: dict[str, int | None], unset: str) -> str:
+    return ", ".join(
+        f"{k}={'unlimited' if v is not None and v < 0 else unset if v is None else v}"
+        for k, v in quota.items()
     )
+
+
+@users_app.command("set-password")
+def users_set_password(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set a user's password; every login of theirs ends at once."""
+    password = _read_password(password_stdin)
+    if not password:
+        err_console.print("[red]error:[/red] no password given (use --password-stdin)")
+        raise typer.Exit(2)
+    info = with_services(lambda s: s.accounts.set_password(name, password))
+    console.print(f"password of {info.name} changed; their logins have ended")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    name: str, role: Annotated[str, typer.Argument(help="'admin' or 'user'.")]
+) -> None:
+    """Make a user an administrator or a normal user (a demotion ends their logins)."""
+    info = with_services(lambda s: s.accounts.update_user(name, role=role))
+    console.print(f"{info.name} is now {info.role}")
+
+
+@users_app.command("disable")
+def users_disable(name: str) -> None:
+    """Disable a user: their keys and logins stop working at once."""
+    info = with_services(lambda s: s.accounts.update_user(name, disabled=True))
+    console.print(f"disabled {info.name}")
+
+
+@users_app.command("enable")
+def users_enable(name: str) -> None:
+    """Enable a disabled user again (they log in anew; their keys work again)."""
+    info = with_services(lambda s: s.accounts.update_user(name, disabled=False))
+    console.print(f"enabled {info.name}")
+
+
+@users_app.command("logout")
+def users_logout(name: str) -> None:
+    """End every login of a user; their API keys keep working."""
+
+    async def action(s: Services) -> None:
+        await s.accounts.end_all_sessions((await s.accounts.get_user(name)).id)
+
+    with_services(action)
+    console.print(f"every login of {name} has ended")
 
 
 # ---- keys ---------------------------------------------------------------------------------------
@@ -310,6 +363,29 @@ def keys_revoke(key_id: int) -> None:
     """Revoke a key."""
     info = with_services(lambda s: s.accounts.revoke_key(key_id))
     console.print(f"revoked key {info.id} ({info.prefix}…) of {info.username}")
+
+
+@keys_app.command("set-quota")
+def keys_set_quota(
+    key_id: int,
+    daily_requests: Annotated[int | None, typer.Option(help="Requests per day (-1: none).")] = None,
+    daily_tokens: Annotated[int | None, typer.Option(help="Tokens per day (-1: none).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (-1: none).")] = None,
+    max_streams: Annotated[int | None, typer.Option(help="Concurrent streams (-1: none).")] = None,
+) -> None:
+    """Set a key's own limits, which bind its requests on top of its owner's."""
+    values = {
+        k: v
+        for k, v in {
+            "daily_requests": daily_requests,
+            "daily_tokens": daily_tokens,
+            "rpm": rpm,
+            "max_streams": max_streams,
+        }.items()
+        if v is not None
+    }
+    info = with_services(lambda s: s.accounts.set_key_quota(key_id, **values))
+    console.print(f"quota of key {info.id} ({info.prefix}…): {_quota_text(info.quota, 'none')}")
 
 
 from chatgate.cli.conversations import register as register_conversations  # noqa: E402

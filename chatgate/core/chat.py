@@ -10,7 +10,7 @@ response; errors after it are yielded as ``ErrorEvent`` once the partial reply h
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -112,10 +112,18 @@ class ChatService:
         self.conversations = conversations
 
     async def stream(
-        self, principal: Principal, request: ChatRequest
+        self,
+        principal: Principal,
+        request: ChatRequest,
+        *,
+        on_reserved: Callable[[Reservation], None] | None = None,
     ) -> AsyncGenerator[ChatEvent, None]:
+        """The reply as events. ``on_reserved`` learns the quota reservation (where the caller
+        stands against their limits) before the first event, for transports that report it."""
         route = self.models.resolve(request.model, principal)
         reservation = await self.quotas.reserve(principal, route.name)
+        if on_reserved is not None:
+            on_reserved(reservation)
         ex = _Exchange(time.perf_counter(), principal, reservation, route, request)
         try:
             if self.conversations is not None:

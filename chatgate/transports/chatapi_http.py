@@ -20,6 +20,7 @@ from chatgate.core.errors import (
     InvalidCredentials,
     InvalidRequest,
     QuotaExhausted,
+    UpstreamError,
 )
 from chatgate.core.events import ChatRequest, Delta, ErrorEvent
 from chatgate.transports.compat import compat_model
@@ -45,8 +46,10 @@ def chatapi_error(exc: ChatgateError) -> Response:
         message = f"An error occurred in the model request: {exc.message}"
     else:
         message = exc.message
+    # Whatever went wrong upstream (refused, timed out, circuit open), the protocol says 502.
+    status = 502 if isinstance(exc, UpstreamError) else exc.status
     return json_response(
-        {"statu": False, "message": message}, status=exc.status, headers=error_headers(exc)
+        {"statu": False, "message": message}, status=status, headers=error_headers(exc)
     )
 
 

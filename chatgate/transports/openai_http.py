@@ -20,11 +20,13 @@ from starlette.routing import Route
 
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.quotas import Reservation
 from chatgate.transports.http_common import (
     authenticate,
     error_body,
     error_response,
     json_response,
+    rate_headers,
     read_json,
     services_of,
 )
@@ -306,14 +308,19 @@ async def _serve(request: Request, kind: str) -> Response:
         principal = await authenticate(request)
         body = await read_json(request, services.settings.max_request_bytes)
         chat = parse_chat(body) if kind == "chat" else parse_completion(body)
-        events = services.chat.stream(principal, chat)
+        reserved: list[Reservation] = []
+        events = services.chat.stream(principal, chat, on_reserved=reserved.append)
         first = await anext(events)
     except ChatgateError as exc:
         return error_response(exc)
     render = _Renderer(chat, chat.model)
+    limits = rate_headers(reserved[0].facts) if reserved else {}
     if chat.stream:
-        return SSEResponse(_sse(first, events, render))
-    return await _whole(first, events, render)
+        return SSEResponse(_sse(first, events, render), headers=limits)
+    response = await _whole(first, events, render)
+    if limits:
+        response.headers.update(limits)
+    return response
 
 
 async def chat_completions(request: Request) -> Response:

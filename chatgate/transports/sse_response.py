@@ -16,15 +16,12 @@ from contextlib import aclosing
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"text/event-stream; charset=utf-8"),
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),
-    ],
-}
+_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_START = {"type": "http.response.start", "status": 200, "headers": _HEADERS}
 _END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -33,11 +30,17 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[bytes, None], headers: dict[str, str] | None = None
+    ) -> None:
         self.chunks = chunks
         self.status_code = 200
         self.background = None
-        self.raw_headers = _START["headers"]  # type: ignore[assignment]
+        self._start = _START
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        if extra:  # e.g. x-ratelimit-*: a start message of its own, only when there are some
+            self._start = {**_START, "headers": [*_HEADERS, *extra]}
+        self.raw_headers = [*_HEADERS, *extra] if headers else _HEADERS
         self._writing = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -46,7 +49,7 @@ class SSEResponse(Response):
         waiter = asyncio.create_task(self._cancel_when_gone(receive, writer))
         try:
             async with aclosing(self.chunks) as chunks:
-                await send(_START)
+                await send(self._start)
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send(_END)

@@ -1,0 +1,77 @@
+"""The account commands as an operator runs them: users, their limits and logins, key limits,
+and the usage table, in subprocesses against a real data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from support import Gateway, remember
+
+from chatgate.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+PASSWORD = remember("violet-Comet-8812")
+
+
+def chatgate(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env.update(CHATGATE_DATA_DIR=str(data), PYTHONPATH=str(ROOT), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "chatgate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_operator_manages_users_limits_and_reads_usage(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    made = chatgate(data, "users", "create", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    key = remember(chatgate(data, "keys", "create", "--user", "alice").stdout.strip())
+    quota = chatgate(data, "users", "set-quota", "alice", "--daily-requests", "3")
+    assert "daily_requests=3" in quota.stdout
+    key_quota = chatgate(data, "keys", "set-quota", "1", "--daily-requests", "2", "--rpm", "-1")
+    assert "daily_requests=2" in key_quota.stdout and "rpm=none" in key_quota.stdout
+
+    gateway = Gateway(Settings.load(data_dir=data, port=0, grpc_port=0, demo_chunk_delay=0))
+    gateway.start()
+    try:
+        body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {key}"}
+        codes = [
+            httpx.post(gateway.base_url + "/chat/completions", json=body, headers=headers)
+            for _ in range(3)
+        ]
+        assert [c.status_code for c in codes] == [200, 200, 429]
+        token = gateway.login("alice", PASSWORD)
+    finally:
+        gateway.stop()
+
+    table = chatgate(data, "usage", "--days", "2")
+    assert table.returncode == 0, table.stderr
+    [line] = [row for row in table.stdout.splitlines() if "alice" in row]
+    assert "demo" in line and " 2 " in line
+    assert "total" in table.stdout
+    assert "alice" not in chatgate(data, "usage", "--user", "bob").stdout
+
+    logged_out = chatgate(data, "users", "logout", "alice")
+    assert logged_out.returncode == 0, logged_out.stderr
+    disabled = chatgate(data, "users", "disable", "alice")
+    assert "disabled alice" in disabled.stdout
+    assert chatgate(data, "users", "set-role", "alice", "wizard").returncode == 1
+
+    gateway = Gateway(Settings.load(data_dir=data, port=0, grpc_port=0)).start()
+    try:
+        me = gateway.url + "/api/v1/auth/me"
+        assert httpx.get(me, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        assert httpx.get(me, headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    finally:
+        gateway.stop()

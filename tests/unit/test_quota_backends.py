@@ -1,0 +1,132 @@
+"""One contract, every store of quota counters: in process and Redis (skipped, with the reason,
+when no Redis server is running at 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatgate.core.accounts import Limits
+from chatgate.core.quota_backends import MemoryQuotaBackend, QuotaBackend, Scope
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+DAY = "2026-03-01"
+NOW = 1_772_000_000.0
+
+
+async def _redis_running() -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        return bool(await client.ping())
+    except OSError:
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[QuotaBackend]:
+    if request.param == "memory":
+        yield MemoryQuotaBackend()
+        return
+    if not await _redis_running():
+        pytest.skip("no Redis server at 127.0.0.1:6379")
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    prefix = f"test-{secrets.token_hex(6)}:"
+    redis_backend = RedisQuotaBackend(REDIS_URL, prefix=prefix)
+    yield redis_backend
+    keys = [k async for k in redis_backend.redis.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis_backend.redis.delete(*keys)
+    await redis_backend.close()
+
+
+def user(limits: Limits, ident: int = 1) -> Scope:
+    return Scope(f"u:{ident}", limits)
+
+
+async def test_daily_requests_stop_at_the_limit(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=3))
+    verdicts = [await backend.take([scope], DAY, NOW) for _ in range(4)]
+    assert [v.ok for v in verdicts] == [True, True, True, False]
+    assert verdicts[2].counts[0].requests == 3
+    assert verdicts[3].failed == "daily_requests"
+
+
+async def test_fifty_at_once_against_ten_give_exactly_ten(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=10))
+    verdicts = await asyncio.gather(*(backend.take([scope], DAY, NOW) for _ in range(50)))
+    assert sum(v.ok for v in verdicts) == 10
+
+
+async def test_a_request_that_does_not_count_is_given_back(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=1))
+    assert (await backend.take([scope], DAY, NOW)).ok
+    backend.release([scope.key], DAY, counted=False, tokens=0, now=NOW)
+    await backend.drain()
+    assert (await backend.take([scope], DAY, NOW)).ok
+    backend.release([scope.key], DAY, counted=True, tokens=0, now=NOW)
+    await backend.drain()
+    assert not (await backend.take([scope], DAY, NOW)).ok
+
+
+async def test_tokens_are_added_when_settled(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_tokens=100))
+    assert (await backend.take([scope], DAY, NOW)).ok
+    backend.release([scope.key], DAY, counted=True, tokens=120, now=NOW)
+    await backend.drain()
+    refused = await backend.take([scope], DAY, NOW)
+    assert refused.failed == "daily_tokens" and refused.counts[0].tokens == 120
+
+
+async def test_days_are_counted_apart(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=1))
+    assert (await backend.take([scope], DAY, NOW)).ok
+    assert not (await backend.take([scope], DAY, NOW)).ok
+    assert (await backend.take([scope], "2026-03-02", NOW + 86400)).ok
+
+
+async def test_requests_per_minute_is_a_sliding_window(backend: QuotaBackend) -> None:
+    scope = user(Limits(rpm=2))
+    assert (await backend.take([scope], DAY, NOW)).ok
+    assert (await backend.take([scope], DAY, NOW + 30)).ok
+    refused = await backend.take([scope], DAY, NOW + 59)
+    assert refused.failed == "rpm" and refused.counts[0].oldest_in_minute == NOW
+    assert (await backend.take([scope], DAY, NOW + 60.5)).ok
+    assert not (await backend.take([scope], DAY, NOW + 61)).ok
+
+
+async def test_streams_are_given_back_when_they_end(backend: QuotaBackend) -> None:
+    scope = user(Limits(max_streams=2))
+    assert (await backend.take([scope], DAY, NOW)).ok
+    assert (await backend.take([scope], DAY, NOW)).ok
+    assert (await backend.take([scope], DAY, NOW)).failed == "max_streams"
+    backend.release([scope.key], DAY, counted=True, tokens=0, now=NOW)
+    await backend.drain()
+    assert (await backend.take([scope], DAY, NOW)).ok
+
+
+async def test_every_scope_must_pass_and_a_refusal_takes_nothing(backend: QuotaBackend) -> None:
+    owner = user(Limits(daily_requests=5))
+    key = Scope("k:7", Limits(daily_requests=1))
+    assert (await backend.take([owner, key], DAY, NOW)).ok
+    refused = await backend.take([owner, key], DAY, NOW)
+    assert (refused.ok, refused.failed, refused.index) == (False, "daily_requests", 1)
+    assert refused.counts[0].requests == 1
+    verdict = await backend.take([owner], DAY, NOW)
+    assert verdict.ok and verdict.counts[0].requests == 2
+
+
+async def test_seed_starts_the_day_from_the_books_only_once(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=10, daily_tokens=1000))
+    await backend.seed(scope.key, DAY, 9, 400)
+    await backend.seed(scope.key, DAY, 0, 0)  # a second seed changes nothing
+    verdict = await backend.take([scope], DAY, NOW)
+    assert verdict.ok and (verdict.counts[0].requests, verdict.counts[0].tokens) == (10, 400)
+    assert not (await backend.take([scope], DAY, NOW)).ok
