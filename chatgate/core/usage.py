@@ -175,7 +175,7 @@ class UsageQueries:
         rest = list(row[len(chosen) :])
         prefix = rest.pop(0) if "key" in chosen else None
         requests, errors, prompt, completion, cost = rest
-        key_id = values.get("key")
+        key_id = values.get("key") or None  # 0: not through a key (a login)
         return UsageRow(
             day=values.get("day"),
             user=values.get("user"),

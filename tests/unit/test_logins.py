@@ -1,0 +1,93 @@
+"""Logins in the core, against a real SQLite database: one answer and the same work for every
+kind of failure, and parallel guesses that cannot slip past the limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from argon2 import PasswordHasher
+from support import remember
+
+from chatgate.core.errors import AuthenticationFailed, InvalidCredentials, TooManyLoginAttempts
+from chatgate.services import Services
+from chatgate.settings import Settings
+
+PASSWORD = remember("cobalt-Meadow-1193")
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    settings = Settings.load(data_dir=tmp_path, login_max_failures=3, usage_flush_seconds=0.05)
+    opened = await Services.open(settings, start_models=False)
+    yield opened
+    await opened.close()
+
+
+def count_hashing(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Note every argon2 verification the login does (the real one still runs)."""
+    calls: list[str] = []
+
+    class CountingHasher(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            calls.append(str(hash)[:9])
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(services.accounts.passwords, "_hasher", CountingHasher())
+    return calls
+
+
+@pytest.mark.parametrize("case", ["unknown user", "wrong password", "no password set"])
+async def test_every_failed_login_does_one_full_hash_check_and_says_the_same(
+    services: Services, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    await services.accounts.create_user("alice", PASSWORD)
+    await services.accounts.create_user("keys-only")
+    name, password = {
+        "unknown user": ("mallory", PASSWORD),
+        "wrong password": ("alice", PASSWORD + "?"),
+        "no password set": ("keys-only", PASSWORD),
+    }[case]
+    calls = count_hashing(services, monkeypatch)
+    with pytest.raises(InvalidCredentials) as info:
+        await services.logins.login(name, password, "10.0.0.1")
+    assert info.value.message == "Invalid username or password"
+    assert calls == ["$argon2id"]
+
+
+async def test_parallel_guesses_cannot_exceed_the_limit(services: Services) -> None:
+    await services.accounts.create_user("alice", PASSWORD)
+    results = await asyncio.gather(
+        *(services.logins.login("alice", f"guess-{i}", f"10.0.0.{i}") for i in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, InvalidCredentials) for r in results) == 3
+    assert sum(isinstance(r, TooManyLoginAttempts) for r in results) == 7
+
+
+async def test_a_good_login_clears_the_name_but_not_the_address(services: Services) -> None:
+    await services.accounts.create_user("alice", PASSWORD)
+    await services.accounts.create_user("bob", PASSWORD)
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await services.logins.login("alice", "nope-nope", "10.0.0.9")
+    assert (await services.logins.login("alice", PASSWORD, "10.0.0.8")).user.name == "alice"
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await services.logins.login("alice", "nope-nope", "10.0.0.7")
+    with pytest.raises(InvalidCredentials):
+        await services.logins.login("bob", "nope-nope", "10.0.0.9")  # the address's third
+    with pytest.raises(TooManyLoginAttempts):
+        await services.logins.login("bob", PASSWORD, "10.0.0.9")
+
+
+async def test_disabled_user_is_told_only_after_the_right_password(services: Services) -> None:
+    await services.accounts.create_user("alice", PASSWORD)
+    await services.accounts.update_user("alice", disabled=True)
+    with pytest.raises(InvalidCredentials):
+        await services.logins.login("alice", "nope-nope", None)
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await services.logins.login("alice", PASSWORD, None)
