@@ -44,14 +44,15 @@ class Session:
 class _Attempt:
     """One login attempt, counted as a failure until it is known to have succeeded."""
 
-    def __init__(self, limiter: FailedLoginLimiter, keys: tuple[str, str], at: float) -> None:
+    def __init__(self, limiter: FailedLoginLimiter, keys: tuple[str, ...], at: float) -> None:
         self._limiter = limiter
         self._keys = keys
         self._at = at
 
     def succeeded(self) -> None:
-        name_key, address_key = self._keys
-        self._limiter.forget(address_key, self._at)
+        name_key, *address_key = self._keys
+        for key in address_key:
+            self._limiter.forget(key, self._at)
         self._limiter.clear(name_key)
 
 
@@ -68,7 +69,8 @@ class FailedLoginLimiter:
 
     def begin(self, username: str, address: str | None) -> _Attempt:
         now = self._now()
-        keys = ("u:" + username, "a:" + (address or "unknown"))
+        # Without a known address (a local caller), only the user name is limited.
+        keys = ("u:" + username,) + (("a:" + address,) if address else ())
         waits = [self._wait(key, now) for key in keys]
         if max(waits) > 0:
             raise TooManyLoginAttempts(
@@ -157,9 +159,11 @@ class LoginService:
         else:
             await self.accounts.end_session(principal)
 
-    async def change_password(self, principal: Principal, current: str, new: str) -> Session:
+    async def change_password(
+        self, principal: Principal, current: str, new: str, address: str | None
+    ) -> Session:
         """A new password voids every login token; the caller gets a fresh one."""
-        await self.check_password(principal.username, current, None)
+        await self.check_password(principal.username, current, address)
         await self.accounts.set_password(principal.username, new)
         log.info("user %s changed their password", principal.username)
         return self._issue(await self.accounts.get_user(principal.username))

@@ -124,7 +124,7 @@ async def change_password(
 ) -> LoginOut:
     """Change one's password; every login token ends, and a fresh one is returned."""
     session = await services.logins.change_password(
-        caller, body.current_password, body.new_password
+        caller, body.current_password, body.new_password, client_address(request)
     )
     if request.cookies.get(SESSION_COOKIE):
         set_login_cookie(request, response, session)
