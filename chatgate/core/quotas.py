@@ -73,19 +73,32 @@ class QuotaService:
         self._seeder = seeder
         self._seeded: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._seeded_day = ""
+        self._day = ("", 0.0, 0.0)  # name, when it was worked out, when it ends
+
+    def _today(self, now: float) -> tuple[str, float]:
+        """Today's name and the seconds left in it; worked out again only when a day turns
+        (time zones make this the costly part of a reservation)."""
+        name, since, ends = self._day
+        if not since <= now < ends:
+            name, ends = self.clock.today(), now + self.clock.seconds_to_midnight()
+            self._day = (name, now, ends)
+        return name, ends - now
 
     async def reserve(self, principal: Principal, model: str) -> Reservation:
         """Take one request from every limit that applies, or raise the 429 that applies."""
-        day = self.clock.today()
+        day, _ = self._today(self.clock.now())
         scopes = scopes_of(principal)
         for scope in scopes:
             await self._seed(scope.key, day)
         now = self.clock.now()
+        midnight = self._today(now)[1]
         verdict = await self.backend.take(scopes, day, now)
         scope = scopes[verdict.index]
-        facts = self._facts(scope.limits, verdict.counts[verdict.index], now, verdict.failed)
+        facts = self._facts(
+            scope.limits, verdict.counts[verdict.index], now, midnight, verdict.failed
+        )
         if not verdict.ok:
-            raise self._refusal(verdict.failed, scope.limits, facts)
+            raise self._refusal(verdict.failed, scope.limits, facts, midnight)
         return Reservation(self, principal, day, tuple(s.key for s in scopes), facts)
 
     async def _seed(self, scope: str, day: str) -> None:
@@ -110,8 +123,9 @@ class QuotaService:
             pending.set_result(None)
         await pending
 
-    def _facts(self, limits: Limits, counts: Counts, now: float, failed: str | None) -> RateFacts:
-        midnight = self.clock.seconds_to_midnight()
+    def _facts(
+        self, limits: Limits, counts: Counts, now: float, midnight: float, failed: str | None
+    ) -> RateFacts:
         minute_reset = (
             max(0.0, counts.oldest_in_minute + MINUTE - now) if counts.oldest_in_minute else 0.0
         )
@@ -130,8 +144,9 @@ class QuotaService:
             reset_tokens=midnight if tokens is not None else None,
         )
 
-    def _refusal(self, failed: str | None, limits: Limits, facts: RateFacts) -> LimitExceeded:
-        midnight = self.clock.seconds_to_midnight()
+    def _refusal(
+        self, failed: str | None, limits: Limits, facts: RateFacts, midnight: float
+    ) -> LimitExceeded:
         zone = self.clock.zone_name()
         if failed == "daily_requests":
             return QuotaExhausted(
