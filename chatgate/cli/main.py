@@ -234,6 +234,19 @@ def users_list() -> None:
     console.print(table)
 
 
+def _given_limits(
+    daily_requests: int | None, daily_tokens: int | None, rpm: int | None, max_streams: int | None
+) -> dict[str, int | None]:
+    """The limits named on the command line; an omitted one is left as it is."""
+    given = {
+        "daily_requests": daily_requests,
+        "daily_tokens": daily_tokens,
+        "rpm": rpm,
+        "max_streams": max_streams,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @users_app.command("set-quota")
 def users_set_quota(
     name: str,
@@ -243,16 +256,7 @@ def users_set_quota(
     max_streams: Annotated[int | None, typer.Option(help="Concurrent streams (-1: none).")] = None,
 ) -> None:
     """Set a user's limits; a value of -1 removes that limit, an omitted one is unchanged."""
-    values = {
-        k: v
-        for k, v in {
-            "daily_requests": daily_requests,
-            "daily_tokens": daily_tokens,
-            "rpm": rpm,
-            "max_streams": max_streams,
-        }.items()
-        if v is not None
-    }
+    values = _given_limits(daily_requests, daily_tokens, rpm, max_streams)
     info = with_services(lambda s: s.accounts.set_quota(name, **values))
     console.print(f"quota of {info.name}: {_quota_text(info.quota, 'default')}")
 
@@ -374,16 +378,7 @@ def keys_set_quota(
     max_streams: Annotated[int | None, typer.Option(help="Concurrent streams (-1: none).")] = None,
 ) -> None:
     """Set a key's own limits, which bind its requests on top of its owner's."""
-    values = {
-        k: v
-        for k, v in {
-            "daily_requests": daily_requests,
-            "daily_tokens": daily_tokens,
-            "rpm": rpm,
-            "max_streams": max_streams,
-        }.items()
-        if v is not None
-    }
+    values = _given_limits(daily_requests, daily_tokens, rpm, max_streams)
     info = with_services(lambda s: s.accounts.set_key_quota(key_id, **values))
     console.print(f"quota of key {info.id} ({info.prefix}…): {_quota_text(info.quota, 'none')}")
 
