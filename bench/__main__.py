@@ -72,6 +72,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         help="the gateway's upstream client library",
     )
     p.add_argument("--profile", help="comma list of scenarios to profile with py-spy (SVG)")
+    p.add_argument(
+        "--profile-format",
+        choices=("flamegraph", "raw"),
+        default="flamegraph",
+        help="py-spy output: an SVG flame graph, or raw collapsed stacks (.txt) to read as text",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results", help="where JSON goes")
     p.add_argument("--markdown", action="store_true", help="also print a markdown table")
     opts = p.parse_args(argv)

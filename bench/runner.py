@@ -180,12 +180,14 @@ def _summary(
 
 
 def _start_profile(target: Target, load: Load, svg: str | None) -> Any:
-    """py-spy on the target over the measured window, written as a flame graph."""
+    """py-spy on the target over the measured window: a flame graph (``.svg``) or raw collapsed
+    stacks (``.txt``), by the file's name."""
     if svg is None:
         return None
     seconds = max(1, round(load.ramp + load.duration))
     argv = ["py-spy", "record", "--pid", str(target.proc.pid), "--duration", str(seconds)]
-    argv += ["--rate", "200", "--nonblocking", "--format", "flamegraph", "--output", svg]
+    kind = "raw" if svg.endswith(".txt") else "flamegraph"
+    argv += ["--rate", "200", "--nonblocking", "--format", kind, "--output", svg]
     return _Spy(argv)
 
 

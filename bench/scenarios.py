@@ -84,7 +84,8 @@ class Bench:
         if load.scenario in self.opts.profile and target.name.startswith("gateway"):
             folder = HERE / "profiles"
             folder.mkdir(exist_ok=True)
-            profile = str(folder / f"{load.scenario}-c{load.concurrency}-{target.name}.svg")
+            ext = "svg" if self.opts.profile_format == "flamegraph" else "txt"
+            profile = str(folder / f"{load.scenario}-c{load.concurrency}-{target.name}.{ext}")
         result = await measure(target, load, profile)
         self.results.append(result)
         _progress(result)
