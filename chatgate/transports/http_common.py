@@ -26,6 +26,7 @@ from chatgate.core.errors import (
     RateFacts,
 )
 from chatgate.services import Services
+from chatgate.transports.asgi import Head, JsonReply
 
 SESSION_COOKIE = "chatgate_session"
 
@@ -45,8 +46,8 @@ def services_of(conn: HTTPConnection) -> Services:
     return services
 
 
-def bearer_token(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization")
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header."""
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
@@ -54,19 +55,31 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
+def bearer_token(conn: HTTPConnection) -> str | None:
+    return bearer(conn.headers.get("authorization"))
+
+
 def credential_of(conn: HTTPConnection) -> str | None:
     """The Bearer credential, else the login cookie."""
     return bearer_token(conn) or conn.cookies.get(SESSION_COOKIE) or None
 
 
+def head_credential(head: Head) -> str | None:
+    """``credential_of`` for a raw ASGI route."""
+    return bearer(head.authorization) or head.cookies().get(SESSION_COOKIE) or None
+
+
 async def authenticate(conn: HTTPConnection) -> Principal:
-    token = credential_of(conn)
+    return await authenticate_credential(services_of(conn), credential_of(conn))
+
+
+async def authenticate_credential(services: Services, token: str | None) -> Principal:
     if token is None:
         raise AuthenticationFailed(
             "You didn't provide an API key. Provide it in the Authorization header "
             "(Authorization: Bearer YOUR_KEY)."
         )
-    return await services_of(conn).accounts.authenticate(token)
+    return await services.accounts.authenticate(token)
 
 
 async def require_admin(conn: HTTPConnection) -> Principal:
@@ -83,6 +96,11 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    return parse_object(raw)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -149,15 +167,8 @@ def error_headers(exc: ChatgateError) -> dict[str, str]:
 
 
 def error_response(exc: ChatgateError) -> Response:
-    return Response(
-        orjson.dumps(error_body(exc)),
-        status_code=exc.status,
-        media_type="application/json",
-        headers=error_headers(exc),
-    )
+    return JsonReply(orjson.dumps(error_body(exc)), exc.status, error_headers(exc))
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
-    )
+    return JsonReply(orjson.dumps(data), status, headers)

@@ -17,17 +17,22 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.quotas import Reservation
+from chatgate.services import Services
+from chatgate.transports.asgi import ClientGone, Head, JsonReply, read_body
 from chatgate.transports.http_common import (
     authenticate,
+    authenticate_credential,
     error_body,
     error_response,
+    head_credential,
     json_response,
+    parse_object,
     rate_headers,
-    read_json,
     services_of,
 )
 from chatgate.transports.sse_response import SSEResponse
@@ -293,7 +298,7 @@ async def _whole(
                 ids = _ids(event)
                 if raw is not None and len(texts) == 1:
                     if not ids:
-                        return Response(raw, media_type="application/json")
+                        return JsonReply(raw)
                     data = orjson.loads(raw)
                     data.update(ids)
                     return json_response(data)
@@ -302,11 +307,12 @@ async def _whole(
     raise RuntimeError("the chat stream ended without a Done event")
 
 
-async def _serve(request: Request, kind: str) -> Response:
-    services = services_of(request)
+async def _serve(scope: Scope, receive: Receive, kind: str) -> Response:
+    services: Services = scope["app"].state.services
+    head = Head(scope)
     try:
-        principal = await authenticate(request)
-        body = await read_json(request, services.settings.max_request_bytes)
+        principal = await authenticate_credential(services, head_credential(head))
+        body = parse_object(await read_body(receive, head, services.settings.max_request_bytes))
         chat = parse_chat(body) if kind == "chat" else parse_completion(body)
         reserved: list[Reservation] = []
         events = services.chat.stream(principal, chat, on_reserved=reserved.append)
@@ -323,12 +329,22 @@ async def _serve(request: Request, kind: str) -> Response:
     return response
 
 
-async def chat_completions(request: Request) -> Response:
-    return await _serve(request, "chat")
+class ChatEndpoint:
+    """``POST /v1/chat/completions`` or ``/v1/completions`` as a plain ASGI app."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await _serve(scope, receive, self.kind)
+        except ClientGone:
+            return
+        await response(scope, receive, send)
 
 
-async def completions(request: Request) -> Response:
-    return await _serve(request, "completion")
+chat_completions = ChatEndpoint("chat")
+completions = ChatEndpoint("completion")
 
 
 def _model_card(name: str, route: Any) -> dict[str, Any]:
