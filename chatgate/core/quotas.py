@@ -54,9 +54,13 @@ class Reservation:
         )
 
 
+_UNLIMITED = Limits()
+_NO_FACTS = RateFacts()
+
+
 def scopes_of(principal: Principal) -> list[Scope]:
     scopes = [Scope(f"u:{principal.user_id}", principal.limits)]
-    if principal.key_id is not None and principal.key_limits != Limits():
+    if principal.key_id is not None and principal.key_limits != _UNLIMITED:
         scopes.append(Scope(f"k:{principal.key_id}", principal.key_limits))
     return scopes
 
@@ -73,6 +77,7 @@ class QuotaService:
         self._seeder = seeder
         self._seeded: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._seeded_day = ""
+        self._ready: set[tuple[str, str]] = set()  # scopes whose day is loaded
         self._day = ("", 0.0, 0.0)  # name, when it was worked out, when it ends
 
     def _today(self, now: float) -> tuple[str, float]:
@@ -86,14 +91,22 @@ class QuotaService:
 
     async def reserve(self, principal: Principal, model: str) -> Reservation:
         """Take one request from every limit that applies, or raise the 429 that applies."""
-        day, _ = self._today(self.clock.now())
-        scopes = scopes_of(principal)
-        for scope in scopes:
-            await self._seed(scope.key, day)
         now = self.clock.now()
-        midnight = self._today(now)[1]
+        day, midnight = self._today(now)
+        scopes = scopes_of(principal)
+        if self._seeder is not None:
+            waited = False
+            for scope in scopes:
+                if (scope.key, day) not in self._ready:
+                    await self._seed(scope.key, day)
+                    waited = True
+            if waited:
+                now = self.clock.now()
+                midnight = self._today(now)[1]
         verdict = await self.backend.take(scopes, day, now)
         scope = scopes[verdict.index]
+        if verdict.ok and scope.limits == _UNLIMITED:
+            return Reservation(self, principal, day, tuple(s.key for s in scopes), _NO_FACTS)
         facts = self._facts(
             scope.limits, verdict.counts[verdict.index], now, midnight, verdict.failed
         )
@@ -107,6 +120,7 @@ class QuotaService:
             return
         if day != self._seeded_day:
             self._seeded = {k: v for k, v in self._seeded.items() if k[1] >= day}
+            self._ready = {k for k in self._ready if k[1] >= day}
             self._seeded_day = day
         pending = self._seeded.get((scope, day))
         if pending is None:
@@ -121,6 +135,7 @@ class QuotaService:
                 pending.exception()  # retrieved here; waiters re-raise it
                 raise
             pending.set_result(None)
+            self._ready.add((scope, day))
         await pending
 
     def _facts(
