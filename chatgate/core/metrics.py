@@ -1,55 +1,84 @@
-"""Prometheus metrics, on a registry of their own (one per app, so tests do not collide)."""
+"""Prometheus metrics, on a registry of their own (one per app, so tests do not collide).
+
+A request adds to plain counters; the Prometheus families are built from them only when
+``/metrics`` is read. Recording a request is then a few dictionary updates, where the client
+library's own metric objects take a lock and walk the histogram's buckets on every call.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from chatgate.core.usage import Outcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "chatgate_requests",
-            "Chat requests by model and outcome.",
-            ["model", "status"],
-            registry=self.registry,
-        )
-        self.tokens = Counter(
-            "chatgate_tokens",
-            "Tokens by model and direction.",
-            ["model", "direction"],
-            registry=self.registry,
-        )
-        self.first_token = Histogram(
-            "chatgate_first_token_seconds",
-            "Time to the first piece of a reply.",
-            registry=self.registry,
-            buckets=_LATENCY_BUCKETS,
-        )
-        # labels() validates and locks on every call; a request only needs the same few
-        # children again, and Prometheus keeps every child it made anyway.
-        self._children: dict[tuple[Counter, str, str], Counter] = {}
+class _Histogram:
+    """Counts per bucket (not cumulative) and the sum, as Prometheus buckets are read."""
 
-    def _child(self, counter: Counter, model: str, label: str) -> Counter:
-        key = (counter, model, label)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(model, label)
-        return child
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
+        return out
+
+
+class Metrics(Collector):
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.first_token = _Histogram(_LATENCY_BUCKETS)
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
 
     def observe(self, outcome: Outcome) -> None:
-        self._child(self.requests, outcome.model, outcome.status).inc()
+        model = outcome.model
+        self.requests[model, outcome.status] += 1
         usage = outcome.usage
         if usage.prompt_tokens:
-            self._child(self.tokens, outcome.model, "prompt").inc(usage.prompt_tokens)
+            self.tokens[model, "prompt"] += usage.prompt_tokens
         if usage.completion_tokens:
-            self._child(self.tokens, outcome.model, "completion").inc(usage.completion_tokens)
+            self.tokens[model, "completion"] += usage.completion_tokens
         if outcome.first_token_ms is not None:
             self.first_token.observe(outcome.first_token_ms / 1000)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "chatgate_requests", "Chat requests by model and outcome.", labels=["model", "status"]
+        )
+        for (model, status), n in list(self.requests.items()):
+            requests.add_metric([model, status], n)
+        yield requests
+        tokens = CounterMetricFamily(
+            "chatgate_tokens", "Tokens by model and direction.", labels=["model", "direction"]
+        )
+        for (model, direction), n in list(self.tokens.items()):
+            tokens.add_metric([model, direction], n)
+        yield tokens
+        yield HistogramMetricFamily(
+            "chatgate_first_token_seconds",
+            "Time to the first piece of a reply.",
+            buckets=self.first_token.buckets(),
+            sum_value=self.first_token.sum,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
