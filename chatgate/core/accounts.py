@@ -162,6 +162,9 @@ class AccountService:
         self.default_limits = default_limits
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._loading: dict[str, asyncio.Task[Principal]] = {}
+        self._generation = 0  # moves on at every invalidation
+        self._refresh_window = cache_seconds / 5
         self._now = clock
         self.passwords = Passwords()
         self.codec = codec
@@ -200,17 +203,42 @@ class AccountService:
         return self.principal_for(user, session_id=claims.jti)
 
     async def authenticate_key(self, key: str) -> Principal:
-        """Resolve an API key, from the in-process cache when it is fresh."""
+        """Resolve an API key, from the in-process cache when it is fresh.
+
+        Concurrent requests with a key that is not cached share one database look-up, and a
+        key in use is looked up again in the background shortly before its entry expires, so
+        a busy key never makes its requests wait on the database."""
         digest = hash_key(key)
         now = self._now()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
+            if cached[1] - now < self._refresh_window and digest not in self._loading:
+                self._lookup(digest, now)
             return cached[0]
-        principal = await self._load_key(digest, now)
-        self._cache[digest] = (principal, now + self._cache_seconds)
+        task = self._loading.get(digest) or self._lookup(digest, now)
+        return await asyncio.shield(task)
+
+    def _lookup(self, digest: str, now: float) -> asyncio.Task[Principal]:
+        task = asyncio.ensure_future(self._load_key(digest, now))
+        self._loading[digest] = task
+        generation = self._generation
+        task.add_done_callback(lambda done: self._looked_up(digest, now, generation, done))
+        return task
+
+    def _looked_up(
+        self, digest: str, now: float, generation: int, task: asyncio.Task[Principal]
+    ) -> None:
+        self._loading.pop(digest, None)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, AuthenticationFailed):
+            self._cache.pop(digest, None)  # revoked or gone: the next request is refused
+        if error is not None or generation != self._generation:
+            return  # a failed look-up, or one that began before an invalidation: not kept
+        self._cache[digest] = (task.result(), now + self._cache_seconds)
         if len(self._cache) > 100_000:
             self._evict(now)
-        return principal
 
     async def _load_key(self, digest: str, now: float) -> Principal:
         async with self._db.session() as session:
@@ -267,6 +295,7 @@ class AccountService:
     ) -> None:
         """Drop cached principals at once (revocation, logout, quota or role change,
         disabling)."""
+        self._generation += 1
         for digest, (principal, _) in list(self._cache.items()):
             if (
                 (user_id is not None and principal.user_id == user_id)
