@@ -27,6 +27,7 @@ from chatgate.core.errors import (
 )
 from chatgate.core.events import Delta, Usage
 from chatgate.providers.base import UpstreamCall
+from chatgate.providers.deadlines import ReadDeadlines
 from chatgate.settings import ProviderConfig
 
 log = logging.getLogger("chatgate.upstream")
@@ -248,7 +249,8 @@ class OpenAICompatProvider:
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, first: float, end: float
     ) -> AsyncGenerator[Delta, None]:
         """Yield complete SSE events as they come, each read bounded by a deadline: the first
-        token's until a piece has come, then the idle gap, never past the total.
+        token's until a piece has come, then the idle gap, never past the total (kept by one
+        timer for the whole stream, see ``deadlines``).
 
         The deadline covers the read only, never the ``yield``: time the client takes to
         accept a piece is not the upstream's fault.
@@ -260,65 +262,72 @@ class OpenAICompatProvider:
         pending = bytearray()
         deadline = first
         finished = False
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
+        deadlines = ReadDeadlines()
+        try:
+            while True:
+                deadlines.start(deadline)
+                try:
                     data = await read()
-            except TimeoutError as exc:
-                raise self._stalled(deadline, first, end) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
-            if not data:
-                break
-            if len(data) > limit:
-                self._check_events(data, limit)
-            if pending:
-                start = max(0, len(pending) - 3)
-                pending += data
-                cut = _event_boundary(pending, start)
-                if cut < 0:
-                    self._check_size(pending, limit)
-                    continue
-                # The event that was pending ends at the first line end after ``start``.
-                if pending.find(b"\n", start) > limit:
-                    raise self._too_large(limit)
-                complete = bytes(pending[:cut])
-                del pending[:cut]
-            else:
-                cut = _event_boundary(data, 0)
-                if cut == len(data):
-                    complete = data
-                elif cut < 0:
+                except asyncio.CancelledError:
+                    if deadlines.expired():
+                        raise self._stalled(deadline, first, end) from None
+                    raise
+                except aiohttp.ClientError as exc:
+                    raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
+                deadlines.stop()
+                if not data:
+                    break
+                if len(data) > limit:
+                    self._check_events(data, limit)
+                if pending:
+                    start = max(0, len(pending) - 3)
                     pending += data
-                    self._check_size(pending, limit)
-                    continue
+                    cut = _event_boundary(pending, start)
+                    if cut < 0:
+                        self._check_size(pending, limit)
+                        continue
+                    # The event that was pending ends at the first line end after ``start``.
+                    if pending.find(b"\n", start) > limit:
+                        raise self._too_large(limit)
+                    complete = bytes(pending[:cut])
+                    del pending[:cut]
                 else:
-                    complete = data[:cut]
-                    pending += data[cut:]
-            try:
-                delta, ended = _parse_events(self.name, complete, call)
-            except _Malformed as bad:
-                if bad.before is not None:
-                    yield bad.before
-                raise bad.error from None
-            finished = finished or ended
-            if delta is not None:
-                finished = finished or delta.finish_reason is not None
-                yield delta
-                deadline = min(loop.time() + idle, end)
-        if pending.strip():
-            try:
-                delta, ended = _parse_events(self.name, bytes(pending), call)
-            except _Malformed as bad:
-                if bad.before is not None:
-                    yield bad.before
-                raise bad.error from None
-            finished = finished or ended
-            if delta is not None:
-                finished = finished or delta.finish_reason is not None
-                yield delta
-        if not finished:
-            raise UpstreamError(f"upstream '{self.name}' ended the stream before the reply did")
+                    cut = _event_boundary(data, 0)
+                    if cut == len(data):
+                        complete = data
+                    elif cut < 0:
+                        pending += data
+                        self._check_size(pending, limit)
+                        continue
+                    else:
+                        complete = data[:cut]
+                        pending += data[cut:]
+                try:
+                    delta, ended = _parse_events(self.name, complete, call)
+                except _Malformed as bad:
+                    if bad.before is not None:
+                        yield bad.before
+                    raise bad.error from None
+                finished = finished or ended
+                if delta is not None:
+                    finished = finished or delta.finish_reason is not None
+                    yield delta
+                    deadline = min(loop.time() + idle, end)
+            if pending.strip():
+                try:
+                    delta, ended = _parse_events(self.name, bytes(pending), call)
+                except _Malformed as bad:
+                    if bad.before is not None:
+                        yield bad.before
+                    raise bad.error from None
+                finished = finished or ended
+                if delta is not None:
+                    finished = finished or delta.finish_reason is not None
+                    yield delta
+            if not finished:
+                raise UpstreamError(f"upstream '{self.name}' ended the stream before the reply did")
+        finally:
+            deadlines.close()
 
     def _stalled(self, deadline: float, first: float, end: float) -> UpstreamTimeout:
         if deadline >= end:
@@ -391,32 +400,33 @@ def _parse_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta
 
 
 def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta | None, bool]:
+    """The loop runs once per streamed chunk, so it keeps to what accounting needs."""
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     finish: str | None = None
     usage: Usage | None = None
     drop: list[bytes] = []
     done = False
+    loads = orjson.loads
     for line in complete.splitlines():
-        if not line.startswith(b"data:"):
-            if line:  # comments, event:, id:, retry: - OpenAI clients choke on some of them
-                drop.append(line)
+        if not line:
             continue
-        payload = line[5:].strip()
-        if payload == _DONE:
-            drop.append(line)
-            done = True
+        if not line.startswith(b"data:"):
+            drop.append(line)  # comments, event:, id:, retry: - OpenAI clients choke on some
             continue
         try:
-            event = orjson.loads(payload)
+            event = loads(line[5:])
         except orjson.JSONDecodeError:
+            if line[5:].strip() == _DONE:
+                drop.append(line)
+                done = True
+                continue
             event = None
-        if not isinstance(event, dict):
+        if type(event) is not dict:
             raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data"))
         if "error" in event:
-            raise _BadLine(
-                line, UpstreamError(f"upstream '{name}' reported: {_error_message(payload)}")
-            )
+            message = _error_message(line[5:])
+            raise _BadLine(line, UpstreamError(f"upstream '{name}' reported: {message}"))
         if event.get("usage"):
             usage = _usage(event["usage"])
             if not event.get("choices") and not call.client_usage:
@@ -445,7 +455,7 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
         return None, done
     return (
         Delta(
-            text="".join(texts),
+            text=texts[0] if len(texts) == 1 else "".join(texts),
             tool_calls=tool_calls or None,
             raw=raw or None,
             finish_reason=finish,
@@ -456,7 +466,18 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
 
 
 def _without(complete: bytes, drop: list[bytes]) -> bytes:
-    """The events again, each one data line, without the lines in ``drop``."""
+    """The events again without the lines in ``drop``.
+
+    Usually those are the usage chunk and ``[DONE]``, whole events at the very end: then the
+    events before them are kept as they came. Otherwise every event that is kept is written
+    again as one data line."""
+    cut = complete.find(drop[0])
+    if (
+        cut >= 0
+        and (cut == 0 or complete.endswith(b"\n\n", 0, cut))
+        and [line for line in complete[cut:].splitlines() if line] == drop
+    ):
+        return complete[:cut]
     gone = set(drop)
     return b"".join(
         line + b"\n\n"
