@@ -1,9 +1,9 @@
 """``python -m bench``: the gateway against its upstream directly, in the same run.
 
 Starts the fake upstream and ``chatgate serve`` (one worker, uvloop + httptools, a fresh data
-dir, a user and key made with the CLI, gRPC off), runs each scenario against both, checks
-every reply, prints a table and writes the figures as JSON to ``bench/results/``. See
-``bench/README.md``.
+dir, or a fresh PostgreSQL database and Redis prefix with ``--store pg-redis``, a user and key
+made with the CLI, gRPC off), runs each scenario against both, checks every reply, prints a
+table and writes the figures as JSON to ``bench/results/``. See ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from typing import Any
 import orjson
 
 from bench import scenarios
-from bench.report import table
+from bench.report import table, transport_table
+from bench.stores import PG_ADMIN, REDIS, STORES
 
 HERE = Path(__file__).resolve().parent
-ALL = ("json", "stream", "paced", "paced-storage", "quota", "keycache", "clients")
+ALL = ("json", "stream", "paced", "paced-storage", "quota", "keycache", "clients", "transports")
 
 
 def machine() -> dict[str, Any]:
@@ -66,10 +67,29 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keys", type=int, help="fresh keys per key-cache run (300; quick 30)")
     p.add_argument("--upstream", choices=("lean", "demo"), default="lean")
     p.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="sqlite (a fresh file, quotas in process) or pg-redis (a fresh PostgreSQL "
+        "database and Redis prefix, both removed after the run)",
+    )
+    p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL to create the database on")
+    p.add_argument("--redis-url", default=REDIS, help="Redis for quotas with --store pg-redis")
+    p.add_argument(
+        "--ws-compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="what the transports' WebSocket clients offer (browsers offer deflate)",
+    )
+    p.add_argument(
         "--client",
         choices=("aiohttp", "httpx"),
         default="aiohttp",
         help="the gateway's upstream client library",
+    )
+    p.add_argument(
+        "--transports",
+        help="comma list for the transports scenario (default: all, SSE first; see README)",
     )
     p.add_argument("--profile", help="comma list of scenarios to profile with py-spy (SVG)")
     p.add_argument(
@@ -95,6 +115,16 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts.ramp = opts.ramp if opts.ramp is not None else (0.5 if quick else 5.0)
     opts.keys = opts.keys or (30 if quick else 300)
     opts.profile = [s for s in (opts.profile or "").split(",") if s]
+    if "transports" in opts.scenarios or opts.transports:
+        from bench.transports import TRANSPORTS
+
+        names = [t for t in (opts.transports or ",".join(TRANSPORTS)).split(",") if t]
+        unknown = set(names) - set(TRANSPORTS)
+        if unknown:
+            p.error(
+                f"unknown transports: {', '.join(sorted(unknown))} (of {', '.join(TRANSPORTS)})"
+            )
+        opts.transports = names
     return opts
 
 
@@ -104,31 +134,49 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         bench = scenarios.Bench(opts, Path(tmp))
         try:
             await bench.start()
+            print(header(opts, bench), flush=True)
             for name in opts.scenarios:
                 await scenarios.RUNNERS[name](bench)
         finally:
-            bench.stop()
+            await bench.close()
         return {
             "started": bench.started,
             "machine": machine(),
+            "store": bench.store.describe(),
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
             "gateway_rss_mb_after": bench.rss_after,
             "results": bench.results,
         }
 
 
+def header(opts: argparse.Namespace, bench: scenarios.Bench) -> str:
+    return (
+        f"chatgate bench {bench.started}: {bench.store.header()}; upstream {opts.upstream}, "
+        f"client {opts.client}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = options(argv)
     report = asyncio.run(run(opts))
     opts.out.mkdir(parents=True, exist_ok=True)
-    path = opts.out / f"{report['started']}{'-quick' if opts.quick else ''}.json"
+    store = "" if opts.store == "sqlite" else f"-{opts.store}"
+    path = opts.out / f"{report['started']}{store}{'-quick' if opts.quick else ''}.json"
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(table(report["results"]))
+    transports = transport_table(report["results"])
+    if transports:
+        print()
+        print(transports)
     if opts.markdown:
         print()
         print(table(report["results"], markdown=True))
+        if transports:
+            print()
+            print(transport_table(report["results"], markdown=True))
     m = report["machine"]
-    print(f"\n{m['cpus']} CPUs, {m['cpu_model']}; Python {m['python']}")
+    print(f"\nstore: {report['store']['kind']}")
+    print(f"{m['cpus']} CPUs, {m['cpu_model']}; Python {m['python']}")
     print(f"gateway RSS after the load: {report['gateway_rss_mb_after']} MB")
     print(f"written to {path}")
     errors = sum(r["errors"] for r in report["results"])

@@ -88,14 +88,15 @@ class Proc:
                 self.popen.wait()
 
 
-def start_upstream(kind: str, interval: float, workdir: Path) -> Proc:
-    """The lean upstream of ``bench/upstream.py``, or ``chatgate demo-upstream``."""
+def start_upstream(kind: str, interval: float, workdir: Path, pieces: int = 50) -> Proc:
+    """The lean upstream of ``bench/upstream.py`` (``pieces`` to a reply that names no
+    ``max_tokens``), or ``chatgate demo-upstream``."""
     port = free_port()
     if kind == "demo":
         argv = [sys.executable, "-m", "chatgate", "demo-upstream", "--port", str(port)]
     else:
         argv = [sys.executable, "-m", "bench.upstream", "--port", str(port)]
-        argv += ["--interval", str(interval)]
+        argv += ["--interval", str(interval), "--pieces", str(pieces)]
     return Proc(f"upstream ({kind})", argv, port, base_env(), workdir / f"upstream-{kind}.log")
 
 
@@ -130,9 +131,11 @@ def gateway_env(data_dir: Path, upstream: Proc, **settings: str) -> dict[str, st
     return env
 
 
-def start_gateway(env: dict[str, str], client: str, workdir: Path) -> Proc:
-    """``chatgate serve`` (uvloop, httptools, one worker) with the chosen upstream client."""
+def start_gateway(env: dict[str, str], client: str, workdir: Path, name: str = "") -> Proc:
+    """``chatgate serve`` (uvloop, httptools, one worker) with the chosen upstream client;
+    ``name`` tells its log apart from another gateway's with the same client."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.gateway", "--client", client]
     argv += ["serve", "--port", str(port)]
-    return Proc(f"gateway ({client})", argv, port, env, workdir / f"gateway-{client}.log")
+    label = f"{client}-{name}" if name else client
+    return Proc(f"gateway ({label})", argv, port, env, workdir / f"gateway-{label}.log")

@@ -11,11 +11,13 @@ from typing import Any
 from bench.procs import (
     Proc,
     chatgate_cli,
+    free_port,
     gateway_env,
     start_gateway,
     start_upstream,
 )
 from bench.runner import Load, Target, added, measure, now
+from bench.stores import Store, open_store
 from bench.upstream import INSTANT, PACED
 
 HERE = Path(__file__).resolve().parent
@@ -34,21 +36,28 @@ class Bench:
         self.rss_after: float | None = None
         self.capped_key: str | None = None
         self.fresh_keys: list[str] = []
+        self.store = Store(opts.store)
 
     @property
     def model(self) -> str:
         return "demo" if self.opts.upstream == "demo" else INSTANT
 
     async def start(self) -> None:
-        upstream = start_upstream(self.opts.upstream, self.opts.interval, self.workdir)
+        opts = self.opts
+        self.store = await open_store(opts.store, self.started, opts.pg_admin, opts.redis_url)
+        upstream = start_upstream(opts.upstream, opts.interval, self.workdir, opts.pieces)
         self.procs.append(upstream)
         await upstream.wait_ready("/v1/models")
-        self.env = gateway_env(self.workdir / "data", upstream)
+        self.env = gateway_env(self.workdir / "data", upstream, **self.store.settings)
+        if self.store.database_url is not None:
+            chatgate_cli(self.env, "db", "upgrade")
         key = self._user("bench", daily_requests=-1)
-        if "quota" in self.opts.scenarios:
+        if "quota" in opts.scenarios:
             self.capped_key = self._user("capped", daily_requests=10)
-        if "keycache" in self.opts.scenarios:
-            self.fresh_keys = await _make_keys(self.workdir / "data", "bench", 2 * self.opts.keys)
+        if "keycache" in opts.scenarios:
+            self.fresh_keys = await _make_keys(
+                self.workdir / "data", self.store.database_url, "bench", 2 * opts.keys
+            )
         self.direct = Target("direct", upstream)
         self.gateway = await self._gateway(self.opts.client, key)
 
@@ -73,19 +82,38 @@ class Bench:
             self.extra_gateways[client] = await self._gateway(client, self.gateway.key)
         return self.extra_gateways[client]
 
+    async def transports_gateway(self) -> tuple[Proc, int]:
+        """A gateway of its own for the transports: gRPC on, and the compatibility protocols'
+        model (``compat_model``) the upstream's ``bench``; its gRPC port."""
+        grpc_port = free_port()
+        env = {**self.env, "CHATGATE_GRPC_PORT": str(grpc_port), "CHATGATE_COMPAT_MODEL": INSTANT}
+        proc = start_gateway(env, self.opts.client, self.workdir, "transports")
+        self.procs.append(proc)
+        await proc.wait_ready("/readyz")
+        return proc, grpc_port
+
     def stop(self) -> None:
         if self.procs[1:]:
             self.rss_after = round(self.procs[1].rss_mb(), 1)
         for proc in reversed(self.procs):
             proc.stop()
 
+    async def close(self) -> None:
+        """Stop the processes, then take down the run's store."""
+        self.stop()
+        await self.store.close()
+
+    def profile_path(self, stem: str) -> str:
+        """Where a profile named ``stem`` goes, in the chosen format."""
+        folder = HERE / "profiles"
+        folder.mkdir(exist_ok=True)
+        ext = "svg" if self.opts.profile_format == "flamegraph" else "txt"
+        return str(folder / f"{stem}.{ext}")
+
     async def run(self, target: Target, load: Load) -> dict[str, Any]:
         profile = None
         if load.scenario in self.opts.profile and target.name.startswith("gateway"):
-            folder = HERE / "profiles"
-            folder.mkdir(exist_ok=True)
-            ext = "svg" if self.opts.profile_format == "flamegraph" else "txt"
-            profile = str(folder / f"{load.scenario}-c{load.concurrency}-{target.name}.{ext}")
+            profile = self.profile_path(f"{load.scenario}-c{load.concurrency}-{target.name}")
         result = await measure(target, load, profile)
         self.results.append(result)
         _progress(result)
@@ -130,12 +158,13 @@ def _progress(r: dict[str, Any]) -> None:
     )
 
 
-async def _make_keys(data_dir: Path, user: str, n: int) -> list[str]:
+async def _make_keys(data_dir: Path, database_url: str | None, user: str, n: int) -> list[str]:
     """Many keys at once through the library (the CLI would start a process per key)."""
     from chatgate.services import Services
     from chatgate.settings import Settings
 
-    services = await Services.open(Settings.load(data_dir=data_dir), start_models=False)
+    settings = Settings.load(data_dir=data_dir, database_url=database_url)
+    services = await Services.open(settings, start_models=False)
     try:
         return [(await services.accounts.create_key(user, label="cold"))[0] for _ in range(n)]
     finally:
@@ -201,6 +230,35 @@ async def client_libraries(bench: Bench) -> None:
             await bench.run(target, load)
 
 
+async def transports(bench: Bench) -> None:
+    """The same reply over every transport the gateway speaks, against SSE's figures."""
+    if bench.opts.upstream != "lean":
+        print("  transports: needs the lean upstream; skipped")
+        return
+    from bench import transports as tx
+
+    proc, grpc_port = await bench.transports_gateway()
+    assert bench.gateway.key is not None
+    compression = None if bench.opts.ws_compression == "none" else "deflate"
+    gw = tx.Gateway(
+        "127.0.0.1", proc.port, grpc_port, bench.gateway.key, bench.opts.pieces, compression
+    )
+    results = []
+    for c in bench.opts.concurrency:
+        for name in bench.opts.transports:
+            transport = tx.TRANSPORTS[name]
+            profile = None
+            if "transports" in bench.opts.profile:
+                profile = bench.profile_path(f"transports-{name}-c{c}")
+            result = await tx.measure(
+                gw, proc, transport, c, bench.opts.duration, bench.opts.warmup, profile
+            )
+            results.append(result)
+            bench.results.append(result)
+            _progress(result)
+    tx.ratios(results)
+
+
 RUNNERS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "json": json_replies,
     "stream": streamed_replies,
@@ -209,4 +267,5 @@ RUNNERS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "quota": quota_limited,
     "keycache": key_cache,
     "clients": client_libraries,
+    "transports": transports,
 }

@@ -7,12 +7,12 @@ gateway's own cost is what shows. It serves two models:
 - ``bench-paced``: streams one chunk every ``interval`` seconds, like a real model. One ticker
   serves every open paced stream, so a thousand of them cost the upstream little.
 
-A reply has ``max_tokens`` pieces (50 when not asked), each one short word: ``reply_pieces(n)``
-tells the load generator exactly what to expect. Streams follow OpenAI's chunk shapes: a role
-chunk, the pieces, a finish chunk, a usage chunk when ``stream_options.include_usage`` asks for
-it, and ``data: [DONE]``.
+A reply has ``max_tokens`` pieces (``--pieces``, 50, when the request names none), each one
+short word: ``reply_pieces(n)`` tells the load generator exactly what to expect. Streams follow
+OpenAI's chunk shapes: a role chunk, the pieces, a finish chunk, a usage chunk when
+``stream_options.include_usage`` asks for it, and ``data: [DONE]``.
 
-Run it alone with ``python -m bench.upstream --port 8001 [--interval 0.02]``.
+Run it alone with ``python -m bench.upstream --port 8001 [--interval 0.02] [--pieces 50]``.
 """
 
 from __future__ import annotations
@@ -75,10 +75,10 @@ def _chunk(data: bytes) -> bytes:
 class Reply:
     """One planned reply in OpenAI's wire shapes."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], default_pieces: int = DEFAULT_PIECES) -> None:
         self.model = str(body.get("model"))
         self.chat = "messages" in body
-        n = body.get("max_completion_tokens", body.get("max_tokens")) or DEFAULT_PIECES
+        n = body.get("max_completion_tokens", body.get("max_tokens")) or default_pieces
         self.pieces = reply_pieces(int(n))
         self.id = f"chatcmpl-bench{time.monotonic_ns()}"
         self.created = int(time.time())
@@ -177,8 +177,9 @@ class _Paced:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, paced: _Paced) -> None:
+    def __init__(self, paced: _Paced, default_pieces: int) -> None:
         self.paced = paced
+        self.default_pieces = default_pieces
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -219,7 +220,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         try:
             body = orjson.loads(b"".join(self.body))
-            reply = Reply(body)
+            reply = Reply(body, self.default_pieces)
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
             self.transport.write(_json_response(400, b'{"error": {"message": "bad body"}}'))
             return
@@ -237,10 +238,10 @@ class _Connection(asyncio.Protocol):
             self.transport.write(_END)
 
 
-async def serve(host: str, port: int, interval: float) -> None:
+async def serve(host: str, port: int, interval: float, pieces: int = DEFAULT_PIECES) -> None:
     paced = _Paced(interval)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(paced), host, port, backlog=4096)
+    server = await loop.create_server(lambda: _Connection(paced, pieces), host, port, backlog=4096)
     async with server:
         await server.serve_forever()
 
@@ -250,11 +251,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between paced chunks")
+    parser.add_argument(
+        "--pieces", type=int, default=DEFAULT_PIECES, help="pieces of a reply that names no max"
+    )
     args = parser.parse_args()
     import uvloop
 
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(args.host, args.port, args.interval))
+        uvloop.run(serve(args.host, args.port, args.interval, args.pieces))
 
 
 if __name__ == "__main__":
