@@ -5,6 +5,9 @@ refused. Expiry is checked against the injectable clock, not the machine's, so t
 replays agree with the rest of the service. Encoding is deterministic: the same claims always
 give the same token, which lets the ChatAPI protocol hand out a user's token again while
 storing only its claims.
+
+PyJWT is imported on first use: with the ``cryptography`` package installed it loads that too
+(about 8 MB), which a service whose callers all use API keys never needs.
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from chatgate.core.errors import AuthenticationFailed
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
 ALGORITHM = "HS256"
+
+
+def _jwt() -> ModuleType:
+    import jwt
+
+    return jwt
+
+
 _REQUIRED = ("sub", "iat", "exp", "jti", "ver")
 
 
@@ -70,10 +82,12 @@ class JwtCodec:
         )
 
     def encode(self, claims: Claims) -> str:
-        return jwt.encode(claims.as_payload(), self._key, algorithm=ALGORITHM)
+        token: str = _jwt().encode(claims.as_payload(), self._key, algorithm=ALGORITHM)
+        return token
 
     def decode(self, token: str) -> Claims:
         """Check the signature (HS256 only) and expiry; anything wrong is one 401."""
+        jwt = _jwt()
         try:
             payload = jwt.decode(
                 token,
