@@ -7,6 +7,7 @@ for providers that have no wire format of their own (the in-process demo model).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -122,11 +123,14 @@ class _Renderer:
     def __init__(self, request: ChatRequest, model: str) -> None:
         self.request = request
         self.chat = request.kind == "chat"
-        prefix = "chatcmpl-" if self.chat else "cmpl-"
-        self.id = prefix + secrets.token_hex(12)
         self.created = int(time.time())
         self.model = model
         self.object = "chat.completion.chunk" if self.chat else "text_completion"
+
+    @functools.cached_property
+    def id(self) -> str:
+        """Made only for a reply rendered here; a relayed one carries the upstream's id."""
+        return ("chatcmpl-" if self.chat else "cmpl-") + secrets.token_hex(12)
 
     def _chunk(self, choice: dict[str, Any] | None, **extra: Any) -> bytes:
         data: dict[str, Any] = {
