@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import statistics
 import sys
@@ -165,10 +166,10 @@ async def main(args: argparse.Namespace) -> None:
                 ("two words", "river quetzal"),
                 ("absent word", "zeppelin"),
             ]:
-                samples, result = await timed(
-                    lambda q=query: conversations.page(owner.id, limit=args.page, query=q),
-                    args.repeat,
+                search = functools.partial(
+                    conversations.page, owner.id, limit=args.page, query=query
                 )
+                samples, result = await timed(search, args.repeat)
                 print(f"  search {label:<12} ({len(result.items):>3} hits): {summary(samples)}")
         finally:
             await services.close()

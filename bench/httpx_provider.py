@@ -19,7 +19,6 @@ from chatgate.core.events import Delta
 from chatgate.providers import router
 from chatgate.providers.base import Provider, UpstreamCall
 from chatgate.providers.openai_compat import (
-    MAX_PENDING_BYTES,
     OpenAICompatProvider,
     _event_boundary,
     _parse_events,
@@ -94,23 +93,24 @@ class HttpxProvider(OpenAICompatProvider):
     async def _relay_httpx(
         self, resp: httpx.Response, call: UpstreamCall
     ) -> AsyncGenerator[Delta, None]:
+        limit = self.config.max_event_bytes
         pending = b""
         try:
             async for data in resp.aiter_raw():
                 pending += data
-                end = _event_boundary(pending)
+                end = _event_boundary(pending, 0)
                 if end < 0:
-                    if len(pending) > MAX_PENDING_BYTES:
+                    if len(pending) > limit:
                         raise UpstreamError(f"upstream '{self.name}' sent too large an event")
                     continue
                 complete, pending = pending[:end], pending[end:]
-                delta = _parse_events(self.name, complete, call)
+                delta, _ = _parse_events(self.name, complete, call)
                 if delta is not None:
                     yield delta
         except httpx.HTTPError as exc:
             raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
         if pending.strip():
-            delta = _parse_events(self.name, pending, call)
+            delta, _ = _parse_events(self.name, pending, call)
             if delta is not None:
                 yield delta
 

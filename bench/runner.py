@@ -88,7 +88,7 @@ async def measure(target: Target, load: Load, profile: str | None = None) -> dic
     port = target.proc.port
     path = "/v1/chat/completions"
     payload = orjson.dumps(load.body())
-    keys = load.keys or [target.key]
+    keys: list[str | None] = list(load.keys) if load.keys else [target.key]
     requests = [build_request("127.0.0.1", port, path, payload, k) for k in keys]
     if load.warmup and load.keys is None:
         model = "demo" if load.model == "demo" else INSTANT

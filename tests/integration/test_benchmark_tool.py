@@ -7,6 +7,7 @@ that every reply it checked was right.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,6 +53,33 @@ def test_smallest_benchmark_run_checks_every_reply_and_writes_json(tmp_path: Pat
         "keys-warm",
     ] * 2
     assert "gateway" in done.stdout and report["machine"]["cpus"] >= 1
+
+
+def test_clients_scenario_runs_the_gateway_on_aiohttp_and_on_httpx(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "bench", "--quick", "--scenarios", "clients"]
+    argv += ["--concurrency", "2", "--duration", "0.3", "--warmup", "0.1", "--streams", "4"]
+    argv += ["--paced-pieces", "5", "--interval", "0.01", "--ramp", "0.1", "--out", str(tmp_path)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [path] = tmp_path.glob("*.json")
+    results = orjson.loads(path.read_bytes())["results"]
+    runs = {(r["scenario"], r["target"]) for r in results}
+    for scenario in ("client-json", "client-stream", "client-paced"):
+        assert {(scenario, "gateway"), (scenario, "gateway-httpx")} <= runs
+    for r in results:
+        assert r["requests"] > 0 and r["errors"] == 0, r
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counter_counts_only_the_requests_it_sends() -> None:
+    argv = [sys.executable, "-m", "bench.instructions", "--loads", "json,paced"]
+    argv += ["--requests", "10", "--pieces", "3", "--interval", "0.01"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = {line.split()[0]: float(line.split()[3]) for line in done.stdout.splitlines() if line}
+    assert set(counts) == {"json", "paced"}
+    # Start-up (hundreds of millions of instructions) is not counted, a request is.
+    assert all(0.05 < per < 50 for per in counts.values()), counts
 
 
 def test_transports_scenario_checks_each_protocol_against_sse(tmp_path: Path) -> None:
