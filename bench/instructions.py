@@ -8,7 +8,7 @@ after a warm-up, so start-up is not counted. The count is the same from run to r
 gateway runs some 50 times slower meanwhile, so it says nothing about latency; kernel time is
 not counted). Needs valgrind (``apt-get install valgrind``).
 
-    python -m bench.instructions [--loads json,stream,paced] [--requests 1000]
+    python -m bench.instructions [--loads json,stream,paced] [--requests 1000] [--store pg-redis]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import orjson
 
 from bench.load import build_request, closed_loop
 from bench.procs import Proc, chatgate_cli, free_port, gateway_env, start_upstream
-from bench.runner import Load
+from bench.runner import Load, now
+from bench.stores import STORES, open_store
 from bench.upstream import INSTANT, PACED
 
 LOADS = {
@@ -80,16 +81,20 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=1000, help="counted requests per load")
     p.add_argument("--pieces", type=int, default=50, help="chunks per streamed reply")
     p.add_argument("--interval", type=float, default=0.02, help="seconds between paced chunks")
+    p.add_argument("--store", choices=STORES, default="sqlite", help="see bench/stores.py")
     opts = p.parse_args(argv)
     if shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    store = await open_store(opts.store, now())
     with tempfile.TemporaryDirectory(prefix="chatgate-instr-") as tmp:
         work = Path(tmp)
         upstream = start_upstream("lean", opts.interval, work)
         gateway: Proc | None = None
         try:
             await upstream.wait_ready("/v1/models")
-            env = gateway_env(work / "data", upstream)
+            env = gateway_env(work / "data", upstream, **store.settings)
+            if store.database_url is not None:
+                chatgate_cli(env, "db", "upgrade")
             chatgate_cli(env, "users", "create", "bench")
             chatgate_cli(env, "users", "set-quota", "bench", "--daily-requests", "-1")
             out = chatgate_cli(env, "keys", "create", "--user", "bench", "--name", "bench")
@@ -108,6 +113,7 @@ async def main(argv: list[str] | None = None) -> None:
             if gateway is not None:
                 gateway.stop()
             upstream.stop()
+            await store.close()
 
 
 if __name__ == "__main__":

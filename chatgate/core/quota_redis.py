@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from chatgate.core.quota_backends import LIMIT_ORDER, Counts, Scope, Verdict
 
@@ -106,7 +107,8 @@ class RedisQuotaBackend:
         self.redis: Any = aioredis.from_url(url, decode_responses=True)
         self._take = self.redis.register_script(_TAKE)
         self._release = self.redis.register_script(_RELEASE)
-        self._pending: set[asyncio.Task[None]] = set()
+        self._releases: list[tuple[list[str], list[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def _key(self, scope: str, part: str, day: str | None = None) -> str:
         return f"{self.prefix}q:{scope}:{day}:{part}" if day else f"{self.prefix}q:{scope}:{part}"
@@ -140,24 +142,43 @@ class RedisQuotaBackend:
     def release(
         self, scopes: Sequence[str], day: str, *, counted: bool, tokens: int, now: float
     ) -> None:
+        """Queued, and sent with the other releases of the moment in one pipeline: a busy
+        instance settles many requests per round trip."""
         keys: list[str] = []
         for scope in scopes:
             keys += [self._key(scope, "r", day), self._key(scope, "t", day), self._key(scope, "s")]
-        task = asyncio.get_running_loop().create_task(
-            self._send_release(keys, [1 if counted else 0, tokens, DAY_TTL])
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._releases.append((keys, [1 if counted else 0, tokens, DAY_TTL]))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_releases())
 
-    async def _send_release(self, keys: list[str], args: list[Any]) -> None:
+    async def _send_releases(self) -> None:
         try:
-            await self._release(keys=keys, args=args)
-        except Exception:
-            log.exception("could not settle a quota reservation in Redis")
+            while self._releases:
+                batch, self._releases = self._releases, []
+                try:
+                    await self._pipeline(batch)
+                except Exception:
+                    log.exception("could not settle %d quota reservations in Redis", len(batch))
+        finally:
+            self._sender = None
+
+    async def _pipeline(self, batch: list[tuple[list[str], list[Any]]]) -> None:
+        for attempt in (1, 2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in batch:
+                    pipe.evalsha(self._release.sha, len(keys), *keys, *args)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            # Redis does not know the script (a restart, a flush): load it, then send again.
+            self._release.sha = await self.redis.script_load(_RELEASE)
 
     async def drain(self) -> None:
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
 
     async def close(self) -> None:
         await self.drain()

@@ -130,3 +130,37 @@ async def test_seed_starts_the_day_from_the_books_only_once(backend: QuotaBacken
     verdict = await backend.take([scope], DAY, NOW)
     assert verdict.ok and (verdict.counts[0].requests, verdict.counts[0].tokens) == (10, 400)
     assert not (await backend.take([scope], DAY, NOW)).ok
+
+
+async def test_many_releases_at_once_are_all_counted(backend: QuotaBackend) -> None:
+    scope = user(Limits(max_streams=40, daily_tokens=10_000))
+    for _ in range(40):
+        assert (await backend.take([scope], DAY, NOW)).ok
+    for n in range(40):
+        backend.release([scope.key], DAY, counted=n % 2 == 0, tokens=5, now=NOW)
+    await backend.drain()
+    after = await backend.take([scope], DAY, NOW)
+    assert after.ok
+    seen = after.counts[0]
+    assert (seen.requests, seen.tokens, seen.streams) == (21, 200, 1)
+
+
+async def test_releases_go_through_after_redis_forgets_its_scripts() -> None:
+    if not await _redis_running():
+        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    prefix = f"test-{secrets.token_hex(6)}:"
+    backend = RedisQuotaBackend(REDIS_URL, prefix=prefix)
+    scope = user(Limits(max_streams=1))
+    try:
+        assert (await backend.take([scope], DAY, NOW)).ok
+        await backend.redis.script_flush()
+        backend.release([scope.key], DAY, counted=True, tokens=0, now=NOW)
+        await backend.drain()
+        assert (await backend.take([scope], DAY, NOW)).ok
+    finally:
+        keys = [k async for k in backend.redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await backend.redis.delete(*keys)
+        await backend.close()
