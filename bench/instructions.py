@@ -51,9 +51,12 @@ def _counted(out: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-async def count(name: str, gateway: Proc, key: str, requests: int, pieces: int) -> float:
+async def count(
+    name: str, gateway: Proc, key: str, requests: int, pieces: int, concurrency: int | None
+) -> float:
     """Instructions per request over ``requests`` requests of load ``name``."""
-    stream, model, concurrency = LOADS[name]
+    stream, model, usual = LOADS[name]
+    concurrency = concurrency or usual
     load = Load(name, stream, concurrency, 600.0, pieces=pieces, model=model)
     request = build_request(
         "127.0.0.1", gateway.port, "/v1/chat/completions", orjson.dumps(load.body()), key
@@ -82,6 +85,9 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pieces", type=int, default=50, help="chunks per streamed reply")
     p.add_argument("--interval", type=float, default=0.02, help="seconds between paced chunks")
     p.add_argument("--store", choices=STORES, default="sqlite", help="see bench/stores.py")
+    p.add_argument(
+        "--concurrency", type=int, help="requests at once (default 32; 5 for paced streams)"
+    )
     opts = p.parse_args(argv)
     if shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -107,7 +113,7 @@ async def main(argv: list[str] | None = None) -> None:
             await gateway.wait_ready("/healthz", within=600)
             for name in opts.loads.split(","):
                 n = opts.requests if name != "paced" else max(20, opts.requests // 25)
-                per = await count(name, gateway, key, n, opts.pieces)
+                per = await count(name, gateway, key, n, opts.pieces, opts.concurrency)
                 print(f"{name:7s} {n:5d} requests  {per / 1e6:7.3f} M instructions per request")
         finally:
             if gateway is not None:
