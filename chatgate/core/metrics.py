@@ -7,6 +7,7 @@ library's own metric objects take a lock and walk the histogram's buckets on eve
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,12 +34,9 @@ class _Histogram:
         self.sum += value
 
     def buckets(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), total))
-        return out
+        """Cumulative counts by upper bound, ending with ``+Inf``."""
+        labels = [repr(float(bound)) for bound in self.bounds] + ["+Inf"]
+        return list(zip(labels, itertools.accumulate(self.counts), strict=True))
 
 
 class Metrics(Collector):

@@ -77,7 +77,6 @@ class QuotaService:
         self._seeder = seeder
         self._seeded: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._seeded_day = ""
-        self._ready: set[tuple[str, str]] = set()  # scopes whose day is loaded
         self._day = ("", 0.0, 0.0)  # name, when it was worked out, when it ends
 
     def _today(self, now: float) -> tuple[str, float]:
@@ -97,7 +96,8 @@ class QuotaService:
         if self._seeder is not None:
             waited = False
             for scope in scopes:
-                if (scope.key, day) not in self._ready:
+                loaded = self._seeded.get((scope.key, day))  # only a success stays there
+                if loaded is None or not loaded.done():
                     await self._seed(scope.key, day)
                     waited = True
             if waited:
@@ -120,7 +120,6 @@ class QuotaService:
             return
         if day != self._seeded_day:
             self._seeded = {k: v for k, v in self._seeded.items() if k[1] >= day}
-            self._ready = {k for k in self._ready if k[1] >= day}
             self._seeded_day = day
         pending = self._seeded.get((scope, day))
         if pending is None:
@@ -135,7 +134,6 @@ class QuotaService:
                 pending.exception()  # retrieved here; waiters re-raise it
                 raise
             pending.set_result(None)
-            self._ready.add((scope, day))
         await pending
 
     def _facts(

@@ -29,10 +29,6 @@ class ReadDeadlines:
         self._cancelling = 0
         self._fired = False
 
-    @property
-    def deadline(self) -> float:
-        return self._deadline
-
     def start(self, deadline: float) -> None:
         """A read begins that must be done by ``deadline`` (loop time)."""
         self._deadline = deadline
