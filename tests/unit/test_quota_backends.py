@@ -164,3 +164,50 @@ async def test_releases_go_through_after_redis_forgets_its_scripts() -> None:
         if keys:
             await backend.redis.delete(*keys)
         await backend.close()
+
+
+async def _fresh_redis_backend() -> QuotaBackend:
+    if not await _redis_running():
+        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    return RedisQuotaBackend(REDIS_URL, prefix=f"test-{secrets.token_hex(6)}:")
+
+
+async def _remove(backend: QuotaBackend) -> None:
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    assert isinstance(backend, RedisQuotaBackend)
+    keys = [k async for k in backend.redis.scan_iter(match=backend.prefix + "*")]
+    if keys:
+        await backend.redis.delete(*keys)
+    await backend.close()
+
+
+async def test_takes_go_through_after_redis_forgets_its_scripts() -> None:
+    backend = await _fresh_redis_backend()
+    scope = user(Limits(daily_requests=5))
+    try:
+        assert (await backend.take([scope], DAY, NOW)).ok
+        await backend.redis.script_flush()  # type: ignore[attr-defined]
+        verdicts = await asyncio.gather(*(backend.take([scope], DAY, NOW) for _ in range(6)))
+        assert sorted(v.ok for v in verdicts) == [False, False, True, True, True, True]
+    finally:
+        await _remove(backend)
+
+
+async def test_a_take_whose_caller_left_before_the_answer_is_given_back() -> None:
+    backend = await _fresh_redis_backend()
+    scope = user(Limits(daily_requests=10, max_streams=1))
+    try:
+        gone = asyncio.create_task(backend.take([scope], DAY, NOW))
+        await asyncio.sleep(0)  # asked, not yet answered
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await backend.drain()
+        after = await backend.take([scope], DAY, NOW)
+        assert after.ok
+        assert (after.counts[0].requests, after.counts[0].streams) == (1, 1)
+    finally:
+        await _remove(backend)
