@@ -191,18 +191,19 @@ class OpenAICompatProvider:
         if self.config.kind == "azure-openai":
             body.pop("model", None)
         payload = orjson.dumps(body)
+        url = self._url(call.path, model if isinstance(model, str) else None)
         timeouts = self.config.timeouts
         now = asyncio.get_running_loop().time()
         end = now + timeouts.total
+        if not streaming:
+            yield await self._whole(url, payload, call, end)
+            return
         # A streamed reply must start within first_token; a whole one may take the total time.
-        first = min(now + timeouts.first_token, end) if streaming else end
+        first = min(now + timeouts.first_token, end)
         try:
             async with asyncio.timeout_at(first):
                 resp = await self._client().post(
-                    self._url(call.path, model if isinstance(model, str) else None),
-                    data=payload,
-                    headers=self._headers(),
-                    proxy=self._proxy,
+                    url, data=payload, headers=self._headers(), proxy=self._proxy
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time") from exc
@@ -216,19 +217,30 @@ class OpenAICompatProvider:
                 except (TimeoutError, aiohttp.ClientError):
                     raw = b""
                 raise upstream_status_error(self.name, resp.status, raw, resp.headers)
-            if not streaming:
-                yield await self._whole(resp, call, end)
-                return
             async for delta in self._relay(resp, call, first, end):
                 yield delta
 
-    async def _whole(self, resp: aiohttp.ClientResponse, call: UpstreamCall, until: float) -> Delta:
+    async def _whole(self, url: str, payload: bytes, call: UpstreamCall, until: float) -> Delta:
+        """A reply that is not streamed: asked and read under one deadline."""
+        reached = False
         try:
             async with asyncio.timeout_at(until):
-                raw = await resp.read()
+                async with self._client().post(
+                    url, data=payload, headers=self._headers(), proxy=self._proxy
+                ) as resp:
+                    reached = True
+                    if resp.status != 200:
+                        try:
+                            raw = await resp.read()
+                        except aiohttp.ClientError:
+                            raw = b""
+                        raise upstream_status_error(self.name, resp.status, raw, resp.headers)
+                    raw = await resp.read()
         except TimeoutError as exc:
             raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            if not reached:
+                raise UpstreamUnavailable(f"could not reach upstream '{self.name}'") from exc
             raise UpstreamUnavailable(f"upstream '{self.name}' broke off its answer") from exc
         try:
             data = orjson.loads(raw)
@@ -238,11 +250,11 @@ class OpenAICompatProvider:
             raise UpstreamError(f"upstream '{self.name}' sent a malformed reply") from exc
         text = message.get("content") if "message" in choice else choice.get("text")
         return Delta(
-            text=text or "",
-            tool_calls=message.get("tool_calls"),
-            raw=raw if call.wants_raw else None,
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=_usage(data.get("usage")),
+            text or "",
+            message.get("tool_calls"),
+            raw if call.wants_raw else None,
+            choice.get("finish_reason") or "stop",
+            _usage(data.get("usage")),
         )
 
     async def _relay(
