@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from chatgate.cli.main import console, when, with_services
+from chatgate.cli.output import new_table
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree
 from chatgate.core.errors import NotFound
@@ -54,7 +54,7 @@ def list_conversations(
         names = {u.id: u.name for u in await s.accounts.list_users()}
         return [(c, names.get(c.user_id, "?")) for c in page.items]
 
-    table = Table("id", "user", "title", "model", "updated")
+    table = new_table("id", "user", "title", "model", "updated")
     for conv, owner in with_services(action):
         table.add_row(conv.id, owner, conv.title or "", conv.model or "", when(conv.updated_at))
     console.print(table)

@@ -12,9 +12,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
+from chatgate.cli.output import LazyConsole, new_table
 from chatgate.cli.usage import usage as usage_command
 from chatgate.core.errors import ChatgateError
 from chatgate.services import Services
@@ -36,8 +35,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.command("usage")(usage_command)
 
-console = Console()
-err_console = Console(stderr=True)
+console = LazyConsole()
+err_console = LazyConsole(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -207,7 +206,7 @@ def users_create(
 def users_list() -> None:
     """List users with their quotas."""
     users = with_services(lambda s: s.accounts.list_users())
-    table = Table(
+    table = new_table(
         "id",
         "name",
         "role",
@@ -346,7 +345,7 @@ def keys_list(
         return await s.accounts.list_keys(user_id)
 
     keys = with_services(action)
-    table = Table("id", "user", "prefix", "label", "created", "expires", "last used", "status")
+    table = new_table("id", "user", "prefix", "label", "created", "expires", "last used", "status")
     for k in keys:
         status = "revoked" if k.revoked_at else ("active" if k.active else "expired")
         table.add_row(

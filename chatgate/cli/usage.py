@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from chatgate.cli.output import new_table
 from chatgate.core.usage import UsageRow
 from chatgate.services import Services
 
@@ -27,7 +27,7 @@ def usage(
         return start, end, rows
 
     start, end, rows = with_services(action)
-    table = Table(
+    table = new_table(
         "day",
         "user",
         "model",

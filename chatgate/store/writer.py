@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -199,7 +199,12 @@ class BatchWriter:
             for k, t in usage.items()
         ]
         dialect = self._db.engine.dialect.name
-        ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql  # loaded only where it is used
+
+            ins: Any = postgresql.insert(table)
+        else:
+            ins = sqlite.insert(table)
         stmt = ins.on_conflict_do_update(
             index_elements=["user_id", "key_id", "model", "day"],
             set_={
