@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -174,11 +174,11 @@ class BatchWriter:
                 await session.execute(insert(op.table), rows)
                 i = j
             else:
-                stmt = update(op.table).values(**op.values)
-                for column, value in op.where.items():
-                    stmt = stmt.where(op.table.c[column] == value)
-                await session.execute(stmt)
-                i += 1
+                j = i + 1
+                while j < len(ops) and _same_update(ops[j], op):
+                    j += 1
+                await session.execute(_update_of(op), [_update_params(u) for u in ops[i:j]])
+                i = j
 
     async def _write_usage(self, session: AsyncSession, usage: dict[UsageKey, UsageTotals]) -> None:
         if not usage:
@@ -213,6 +213,30 @@ class BatchWriter:
             },
         )
         await session.execute(stmt, rows)
+
+
+def _same_update(op: Op, first: _Update) -> bool:
+    """Updates of one shape (a key's ``last_used_at``, say) go out as one executemany."""
+    return (
+        isinstance(op, _Update)
+        and op.table is first.table
+        and op.where.keys() == first.where.keys()
+        and op.values.keys() == first.values.keys()
+    )
+
+
+def _update_of(op: _Update) -> Any:
+    stmt = update(op.table).values({c: bindparam(f"v_{c}") for c in op.values})
+    for column in op.where:
+        stmt = stmt.where(op.table.c[column] == bindparam(f"w_{column}"))
+    return stmt
+
+
+def _update_params(op: Op) -> dict[str, Any]:
+    assert isinstance(op, _Update)
+    params = {f"w_{k}": v for k, v in op.where.items()}
+    params.update({f"v_{k}": v for k, v in op.values.items()})
+    return params
 
 
 def _table(model: type[Base]) -> Table:

@@ -78,3 +78,26 @@ async def test_usage_totals_add_up_across_flushes(tmp_path: Path) -> None:
     assert (row.requests, row.errors, row.prompt_tokens, row.completion_tokens) == (3, 3, 15, 21)
     assert row.cost == 1.5
     await db.close()
+
+
+async def test_many_updates_in_one_flush_each_land_on_their_own_row(tmp_path: Path) -> None:
+    from chatgate.store.tables import ApiKey, User
+
+    db = await open_db(tmp_path)
+    async with db.session() as session, session.begin():
+        session.add(User(id=1, name="u", created_at=0.0))
+        await session.flush()
+        for n in range(1, 31):
+            session.add(ApiKey(id=n, user_id=1, prefix=f"p{n}", key_hash=f"h{n}", created_at=0.0))
+    writer = BatchWriter(db)
+    for n in range(1, 31):
+        writer.update(ApiKey, {"id": n}, {"last_used_at": float(100 + n)})
+        if n == 15:  # another shape in between
+            writer.update(ApiKey, {"id": 1}, {"label": "first", "last_used_at": 999.0})
+    await writer.flush()
+    async with db.session() as session:
+        rows = (await session.execute(select(ApiKey.id, ApiKey.last_used_at, ApiKey.label))).all()
+    await db.close()
+    seen = {row.id: (row.last_used_at, row.label) for row in rows}
+    assert seen[1] == (999.0, "first")
+    assert all(seen[n] == (float(100 + n), None) for n in range(2, 31))
