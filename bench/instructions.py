@@ -9,6 +9,7 @@ gateway runs some 50 times slower meanwhile, so it says nothing about latency; k
 not counted). Needs valgrind (``apt-get install valgrind``).
 
     python -m bench.instructions [--loads json,stream,paced] [--requests 1000] [--store pg-redis]
+    python -m bench.instructions --floor    # bench/floor.py, a bare relay, for comparison
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ async def count(
     return _counted(gateway.log.parent) / len(run.samples)
 
 
+def _bench_key(env: dict[str, str], migrate: bool) -> str:
+    """The user ``bench`` with no daily cap (its quota still checked), and a key of theirs."""
+    if migrate:
+        chatgate_cli(env, "db", "upgrade")
+    chatgate_cli(env, "users", "create", "bench")
+    chatgate_cli(env, "users", "set-quota", "bench", "--daily-requests", "-1")
+    out = chatgate_cli(env, "keys", "create", "--user", "bench", "--name", "bench")
+    return out.splitlines()[-1].strip()
+
+
 async def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     p.add_argument("--loads", default="json,stream,paced", help="comma list of json, stream, paced")
@@ -87,6 +98,11 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--store", choices=STORES, default="sqlite", help="see bench/stores.py")
     p.add_argument(
         "--concurrency", type=int, help="requests at once (default 32; 5 for paced streams)"
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="count bench/floor.py (a bare relay on the same stack) instead of the gateway",
     )
     opts = p.parse_args(argv)
     if shutil.which("callgrind_control") is None:
@@ -99,16 +115,15 @@ async def main(argv: list[str] | None = None) -> None:
         try:
             await upstream.wait_ready("/v1/models")
             env = gateway_env(work / "data", upstream, **store.settings)
-            if store.database_url is not None:
-                chatgate_cli(env, "db", "upgrade")
-            chatgate_cli(env, "users", "create", "bench")
-            chatgate_cli(env, "users", "set-quota", "bench", "--daily-requests", "-1")
-            out = chatgate_cli(env, "keys", "create", "--user", "bench", "--name", "bench")
-            key = out.splitlines()[-1].strip()
             port = free_port()
             argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-            argv += [f"--callgrind-out-file={work}/cg.%p", sys.executable, "-m", "chatgate"]
-            argv += ["serve", "--port", str(port)]
+            argv += [f"--callgrind-out-file={work}/cg.%p", sys.executable, "-m"]
+            if opts.floor:
+                key = "unused"
+                argv += ["bench.floor", "--port", str(port), "--upstream", env["OPENAI_BASE_URL"]]
+            else:
+                key = _bench_key(env, store.database_url is not None)
+                argv += ["chatgate", "serve", "--port", str(port)]
             gateway = Proc("gateway (callgrind)", argv, port, env, work / "gateway.log")
             await gateway.wait_ready("/healthz", within=600)
             for name in opts.loads.split(","):

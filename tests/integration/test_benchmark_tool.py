@@ -82,6 +82,17 @@ def test_instruction_counter_counts_only_the_requests_it_sends() -> None:
     assert all(0.05 < per < 50 for per in counts.values()), counts
 
 
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counter_counts_the_bare_relay_too() -> None:
+    argv = [sys.executable, "-m", "bench.instructions", "--floor", "--loads", "json,stream"]
+    argv += ["--requests", "10", "--pieces", "3"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = {line.split()[0]: float(line.split()[3]) for line in done.stdout.splitlines() if line}
+    assert set(counts) == {"json", "stream"}
+    assert all(0.05 < per < 50 for per in counts.values()), counts
+
+
 def test_transports_scenario_checks_each_protocol_against_sse(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "bench", "--quick", "--scenarios", "transports"]
     argv += ["--concurrency", "2", "--duration", "0.3", "--warmup", "0.1", "--pieces", "7"]
