@@ -287,35 +287,39 @@ class OpenAICompatProvider:
                 except aiohttp.ClientError as exc:
                     raise UpstreamError(f"upstream '{self.name}' broke off the stream") from exc
                 deadlines.stop()
-                if not data:
-                    break
-                if len(data) > limit:
-                    self._check_events(data, limit)
-                if pending:
-                    start = max(0, len(pending) - 3)
-                    pending += data
-                    cut = _event_boundary(pending, start)
-                    if cut < 0:
-                        self._check_size(pending, limit)
-                        continue
-                    # The event that was pending ends at the first line end after ``start``.
-                    if pending.find(b"\n", start) > limit:
-                        raise self._too_large(limit)
-                    complete = bytes(pending[:cut])
-                    del pending[:cut]
-                elif data.endswith(b"\n\n"):  # the usual read: whole events
-                    complete = data
+                last = not data
+                if last:
+                    if not pending.strip():
+                        break
+                    complete = bytes(pending)  # what came after the last event boundary
                 else:
-                    cut = _event_boundary(data, 0)
-                    if cut == len(data):
-                        complete = data
-                    elif cut < 0:
+                    if len(data) > limit:
+                        self._check_events(data, limit)
+                    if pending:
+                        start = max(0, len(pending) - 3)
                         pending += data
-                        self._check_size(pending, limit)
-                        continue
+                        cut = _event_boundary(pending, start)
+                        if cut < 0:
+                            self._check_size(pending, limit)
+                            continue
+                        # The event that was pending ends at the first line end after ``start``.
+                        if pending.find(b"\n", start) > limit:
+                            raise self._too_large(limit)
+                        complete = bytes(pending[:cut])
+                        del pending[:cut]
+                    elif data.endswith(b"\n\n"):  # the usual read: whole events
+                        complete = data
                     else:
-                        complete = data[:cut]
-                        pending += data[cut:]
+                        cut = _event_boundary(data, 0)
+                        if cut == len(data):
+                            complete = data
+                        elif cut < 0:
+                            pending += data
+                            self._check_size(pending, limit)
+                            continue
+                        else:
+                            complete = data[:cut]
+                            pending += data[cut:]
                 try:
                     delta, ended = _parse_events(self.name, complete, call)
                 except _Malformed as bad:
@@ -327,17 +331,8 @@ class OpenAICompatProvider:
                     finished = finished or delta.finish_reason is not None
                     yield delta
                     deadline = min(loop.time() + idle, end)
-            if pending.strip():
-                try:
-                    delta, ended = _parse_events(self.name, bytes(pending), call)
-                except _Malformed as bad:
-                    if bad.before is not None:
-                        yield bad.before
-                    raise bad.error from None
-                finished = finished or ended
-                if delta is not None:
-                    finished = finished or delta.finish_reason is not None
-                    yield delta
+                if last:
+                    break
             if not finished:
                 raise UpstreamError(f"upstream '{self.name}' ended the stream before the reply did")
         finally:

@@ -82,3 +82,9 @@ async def test_comments_and_other_fields_are_not_relayed() -> None:
         async for d in provider._relay(Response(provider_reads), call, 1e12, 1e12)  # type: ignore[arg-type]
     ]
     assert raws == [event("hi", "stop")]
+
+
+@pytest.mark.parametrize("size", [1, 5, 10_000])
+async def test_a_last_event_without_its_blank_line_is_still_read(size: int) -> None:
+    stream = event("Hello") + event(" there", finish="stop").rstrip(b"\n")
+    assert "".join(await relay(split_everywhere(stream, size))) == "Hello there"
