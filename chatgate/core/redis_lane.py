@@ -93,23 +93,29 @@ class RedisLane:
         async with self._connecting:
             if self._wire is not None and self._wire.transport is not None:
                 return self._wire
-            async with asyncio.timeout(self._connect_timeout):
-                wire = await self._open()
-                self._wire = wire
-                hello: list[Command] = []
-                password = self._options.get("password")
-                if password:
-                    user = self._options.get("username")
-                    hello.append(("AUTH", user, password) if user else ("AUTH", password))
-                if self._options.get("db"):
-                    hello.append(("SELECT", self._options["db"]))
-                if hello:
-                    try:
-                        await self.pipeline(hello)
-                    except BaseException:
-                        self.close()
-                        raise
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    wire = await self._open()
+                    self._wire = wire
+                    await self._hello()
+            except BaseException as exc:
+                self.close()
+                if isinstance(exc, TimeoutError):
+                    raise RedisConnectionError("Redis did not answer in time") from exc
+                raise
             return wire
+
+    async def _hello(self) -> None:
+        """Log in and pick the database, as the URL says."""
+        hello: list[Command] = []
+        password = self._options.get("password")
+        if password:
+            user = self._options.get("username")
+            hello.append(("AUTH", user, password) if user else ("AUTH", password))
+        if self._options.get("db"):
+            hello.append(("SELECT", self._options["db"]))
+        if hello:
+            await self.pipeline(hello)
 
     async def _open(self) -> _Wire:
         loop = asyncio.get_running_loop()
