@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -64,3 +68,36 @@ async def test_a_lost_connection_is_made_again_on_the_next_call(lane: RedisLane)
         assert await lane.pipeline([("PING",)]) == ["PONG"]
     (again,) = await lane.pipeline([("CLIENT", "ID")])
     assert again != me
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Path]:
+    """A Redis of its own on a unix socket, with a password."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    sock = tmp_path / "r.sock"
+    argv = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--requirepass", "s3cret"]
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield sock
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_a_unix_socket_with_a_password_and_a_database(private_redis: Path) -> None:
+    lane = RedisLane(f"unix://:s3cret@{private_redis}?db=2")
+    try:
+        stored, info = await lane.pipeline([("SET", "k", "v"), ("CLIENT", "INFO")])
+        assert stored == "OK"
+        assert " db=2 " in info
+    finally:
+        lane.close()
+    refused = RedisLane(f"unix://:wrong@{private_redis}")
+    with pytest.raises(ResponseError):
+        await refused.pipeline([("PING",)])
+    refused.close()
