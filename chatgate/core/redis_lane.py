@@ -64,7 +64,7 @@ class RedisLane:
         self._options: dict[str, Any] = dict(parse_url(url))
         self._connect_timeout = connect_timeout
         self._wire: _Wire | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting = asyncio.Lock()
 
     async def pipeline(self, commands: list[Command]) -> list[Any]:
         wire = self._wire
@@ -88,8 +88,6 @@ class RedisLane:
         return replies
 
     async def _connect(self) -> _Wire:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._wire is not None and self._wire.transport is not None:
                 return self._wire

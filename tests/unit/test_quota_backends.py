@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from chatgate.core.accounts import Limits
 from chatgate.core.quota_backends import MemoryQuotaBackend, QuotaBackend, Scope
+
+if TYPE_CHECKING:
+    from chatgate.core.quota_redis import RedisQuotaBackend
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = "2026-03-01"
@@ -29,22 +33,31 @@ async def _redis_running() -> bool:
         await client.aclose()
 
 
+async def _fresh_redis_backend() -> RedisQuotaBackend:
+    """A Redis backend under a prefix of its own (the test is skipped without a Redis)."""
+    if not await _redis_running():
+        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
+    from chatgate.core.quota_redis import RedisQuotaBackend
+
+    return RedisQuotaBackend(REDIS_URL, prefix=f"test-{secrets.token_hex(6)}:")
+
+
+async def _remove(backend: RedisQuotaBackend) -> None:
+    """Delete the backend's keys, then close it."""
+    keys = [k async for k in backend.redis.scan_iter(match=backend.prefix + "*")]
+    if keys:
+        await backend.redis.delete(*keys)
+    await backend.close()
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[QuotaBackend]:
     if request.param == "memory":
         yield MemoryQuotaBackend()
         return
-    if not await _redis_running():
-        pytest.skip("no Redis server at 127.0.0.1:6379")
-    from chatgate.core.quota_redis import RedisQuotaBackend
-
-    prefix = f"test-{secrets.token_hex(6)}:"
-    redis_backend = RedisQuotaBackend(REDIS_URL, prefix=prefix)
+    redis_backend = await _fresh_redis_backend()
     yield redis_backend
-    keys = [k async for k in redis_backend.redis.scan_iter(match=prefix + "*")]
-    if keys:
-        await redis_backend.redis.delete(*keys)
-    await redis_backend.close()
+    await _remove(redis_backend)
 
 
 def user(limits: Limits, ident: int = 1) -> Scope:
@@ -146,12 +159,7 @@ async def test_many_releases_at_once_are_all_counted(backend: QuotaBackend) -> N
 
 
 async def test_releases_go_through_after_redis_forgets_its_scripts() -> None:
-    if not await _redis_running():
-        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
-    from chatgate.core.quota_redis import RedisQuotaBackend
-
-    prefix = f"test-{secrets.token_hex(6)}:"
-    backend = RedisQuotaBackend(REDIS_URL, prefix=prefix)
+    backend = await _fresh_redis_backend()
     scope = user(Limits(max_streams=1))
     try:
         assert (await backend.take([scope], DAY, NOW)).ok
@@ -160,28 +168,7 @@ async def test_releases_go_through_after_redis_forgets_its_scripts() -> None:
         await backend.drain()
         assert (await backend.take([scope], DAY, NOW)).ok
     finally:
-        keys = [k async for k in backend.redis.scan_iter(match=prefix + "*")]
-        if keys:
-            await backend.redis.delete(*keys)
-        await backend.close()
-
-
-async def _fresh_redis_backend() -> QuotaBackend:
-    if not await _redis_running():
-        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
-    from chatgate.core.quota_redis import RedisQuotaBackend
-
-    return RedisQuotaBackend(REDIS_URL, prefix=f"test-{secrets.token_hex(6)}:")
-
-
-async def _remove(backend: QuotaBackend) -> None:
-    from chatgate.core.quota_redis import RedisQuotaBackend
-
-    assert isinstance(backend, RedisQuotaBackend)
-    keys = [k async for k in backend.redis.scan_iter(match=backend.prefix + "*")]
-    if keys:
-        await backend.redis.delete(*keys)
-    await backend.close()
+        await _remove(backend)
 
 
 async def test_takes_go_through_after_redis_forgets_its_scripts() -> None:
@@ -189,7 +176,7 @@ async def test_takes_go_through_after_redis_forgets_its_scripts() -> None:
     scope = user(Limits(daily_requests=5))
     try:
         assert (await backend.take([scope], DAY, NOW)).ok
-        await backend.redis.script_flush()  # type: ignore[attr-defined]
+        await backend.redis.script_flush()
         verdicts = await asyncio.gather(*(backend.take([scope], DAY, NOW) for _ in range(6)))
         assert sorted(v.ok for v in verdicts) == [False, False, True, True, True, True]
     finally:
