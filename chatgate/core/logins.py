@@ -1,9 +1,9 @@
 """Logging in with a password: login tokens, the ChatAPI token protocol, and a limit on
 failed attempts per user name and per client address.
 
-An unknown user, a user without a password and a wrong password all get the same answer after
-the same work (``Passwords.verify`` hashes against a dummy), so neither the reply nor its timing
-tells which names exist.
+An unknown user, a user without a password, a disabled account and a wrong password all get
+the same answer after the same work (``Passwords.verify`` hashes against a dummy), so neither
+the reply nor its timing tells which names exist or which passwords are right.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.core.accounts import AccountService, Principal, UserInfo, user_info
 from chatgate.core.errors import (
-    AuthenticationFailed,
     InvalidCredentials,
     TooManyLoginAttempts,
 )
@@ -131,16 +130,16 @@ class LoginService:
             async with self._db.session() as session:
                 user = await session.scalar(select(User).where(User.name == username))
         stored = user.password_hash if user is not None else None
-        if not await self.accounts.passwords.verify(stored, password) or user is None:
+        right = await self.accounts.passwords.verify(stored, password)
+        if not right or user is None or user.disabled:
             # A name that is not a user's is never logged: it is often a password typed
-            # into the wrong field.
+            # into the wrong field. A disabled account answers as a wrong password does,
+            # and counts as a failure, so its password cannot be guessed while it rests.
             who = f"user {user.name}" if user is not None else "an unknown user name"
-            log.info("login failed for %s (from %s)", who, address)
+            why = " (disabled)" if user is not None and user.disabled else ""
+            log.info("login failed for %s%s (from %s)", who, why, address)
             raise InvalidCredentials(_BAD_LOGIN)
         attempt.succeeded()
-        if user.disabled:
-            log.info("login refused for disabled user %s (from %s)", user.name, address)
-            raise AuthenticationFailed("This account is disabled.")
         log.debug("user %s logged in (from %s)", user.name, address)
         return user
 

@@ -219,3 +219,23 @@ def test_malformed_login_gets_a_clear_error(gateway: Gateway, body: dict[str, ob
     response = httpx.post(gateway.url + "/api/v1/auth/login", json=body)
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [("/api/v1/auth/login", ("username", "password")), ("/token", ("u", "p"))],
+)
+def test_a_disabled_account_answers_a_right_password_as_it_does_a_wrong_one(
+    gateway: Gateway, path: str, fields: tuple[str, str]
+) -> None:
+    gateway.user("alice", PASSWORD)
+    gateway.run(gateway.services.accounts.update_user("alice", disabled=True))
+    name, secret = fields
+
+    def attempt(user: str, password: str) -> tuple[int, object]:
+        response = httpx.post(gateway.url + path, json={name: user, secret: password})
+        return response.status_code, response.json()
+
+    right, wrong = attempt("alice", PASSWORD), attempt("alice", OTHER_PASSWORD)
+    assert right == wrong == attempt("nobody", OTHER_PASSWORD)
+    assert right[0] == 401
