@@ -22,6 +22,7 @@ from chatgate.providers.base import UpstreamCall
 
 DEMO_MODEL = "demo"
 _WORD = re.compile(r"\S+\s*|\s+")
+_TOOL_WORD = re.compile(r"\btools?\b|工具", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -65,7 +66,8 @@ def compose_reply(question: str) -> str:
         f'You asked: "{short}"\n\n'
         "This is the built-in **demo** model of chatgate. It runs without any network, so its "
         "answer is always the same for the same question:\n\n"
-        f"1. Your question has {len(q.split())} words and {len(q)} characters.\n"
+        f"1. Your question has {_count(len(q.split()), 'word')} and "
+        f"{_count(len(q), 'character')}.\n"
         "2. The reply is streamed word by word, like a real model.\n"
         "3. Point chatgate at a real model server to get real answers.\n\n"
         "```python\n"
@@ -74,6 +76,10 @@ def compose_reply(question: str) -> str:
         "```\n\n"
         "Set `OPENAI_BASE_URL` and `OPENAI_API_KEY` to use your own upstream."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _stop_list(body: dict[str, Any]) -> list[str]:
@@ -96,14 +102,38 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return value
 
 
-def _tool_call(body: dict[str, Any], question: str) -> list[dict[str, Any]]:
-    tools = body.get("tools") or []
+def _tool_names(tools: list[Any]) -> list[str]:
+    names = (t.get("function", {}).get("name") for t in tools if isinstance(t, dict))
+    return [n for n in names if isinstance(n, str) and n]
+
+
+def _named_in(question: str, names: list[str]) -> str | None:
+    """The first offered tool the question names as a word of its own."""
+    for name in names:
+        if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", question, re.IGNORECASE):
+            return name
+    return None
+
+
+def _chosen_tool(body: dict[str, Any], question: str) -> str | None:
+    """The tool to call, or None to answer in text (see the module's docstring)."""
+    names = _tool_names(body.get("tools") or [])
     choice = body.get("tool_choice", "auto")
-    if not tools or choice == "none":
-        return []
-    name = tools[0].get("function", {}).get("name", "tool")
+    if not names or choice == "none":
+        return None
     if isinstance(choice, dict):
-        name = choice.get("function", {}).get("name", name)
+        named = choice.get("function", {}).get("name")
+        return named if isinstance(named, str) and named else names[0]
+    named = _named_in(question, names)
+    if choice == "required" or named or _TOOL_WORD.search(question):
+        return named or names[0]
+    return None
+
+
+def _tool_call(body: dict[str, Any], question: str) -> list[dict[str, Any]]:
+    name = _chosen_tool(body, question)
+    if name is None:
+        return []
     arguments = orjson.dumps({"query": question}).decode()
     return [
         {

@@ -103,14 +103,14 @@ def test_tool_calls_are_streamed(any_gateway: Gateway) -> None:
     chunks = list(
         api.chat.completions.create(
             model="demo",
-            messages=[{"role": "user", "content": "weather"}],
+            messages=[{"role": "user", "content": "weather, with the lookup tool"}],
             tools=tools,
             stream=True,
         )
     )
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert calls and calls[0].function.name == "lookup"
-    assert '"weather"' in (calls[0].function.arguments or "")
+    assert "weather" in (calls[0].function.arguments or "")
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 

@@ -38,13 +38,62 @@ def test_invalid_stop_is_refused() -> None:
         plan(chat("hi", stop=[1]))
 
 
+LOOKUP = {"type": "function", "function": {"name": "lookup"}}
+CLOCK = {"type": "function", "function": {"name": "get_time"}}
+
+
+@pytest.mark.parametrize(
+    ("question", "extra", "called"),
+    [
+        ("What is the weather?", {}, None),
+        ("What is the weather?", {"tool_choice": "auto"}, None),
+        ("Tell me about toolboxes", {}, None),
+        ("Please use a tool for the weather", {}, "lookup"),
+        ("Which TOOLS do you have?", {}, "lookup"),
+        ("用工具查一下天气", {}, "lookup"),
+        ("What does get_time say?", {}, "get_time"),
+        ("Lookup the weather", {}, "lookup"),
+        ("What is the weather?", {"tool_choice": "required"}, "lookup"),
+        ("What time is it? get_time", {"tool_choice": "required"}, "get_time"),
+        (
+            "What is the weather?",
+            {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+            "get_time",
+        ),
+        ("Use the lookup tool", {"tool_choice": "none"}, None),
+    ],
+)
+def test_a_tool_is_called_only_when_required_or_asked_for(
+    question: str, extra: dict[str, object], called: str | None
+) -> None:
+    reply = plan(chat(question, tools=[LOOKUP, CLOCK], **extra))
+    if called is None:
+        assert reply.tool_calls == [] and reply.finish_reason == "stop"
+        assert reply.text.startswith("You asked")
+    else:
+        assert reply.finish_reason == "tool_calls"
+        assert [c["function"]["name"] for c in reply.tool_calls] == [called]
+
+
 def test_tool_is_called_then_its_result_is_answered() -> None:
-    tools = [{"type": "function", "function": {"name": "lookup"}}]
-    call = plan(chat("weather", tools=tools))
+    call = plan(chat("weather, with the lookup tool", tools=[LOOKUP]))
     assert call.finish_reason == "tool_calls" and call.tool_calls[0]["function"]["name"] == "lookup"
-    body = chat("weather", tools=tools)
+    body = chat("weather, with the lookup tool", tools=[LOOKUP])
     body["messages"] = [*body["messages"], {"role": "tool", "content": "sunny"}]  # type: ignore[list-item]
     assert "sunny" in plan(body).text
+
+
+@pytest.mark.parametrize(
+    ("question", "counts"),
+    [
+        ("Hi", "1 word and 2 characters"),
+        ("a", "1 word and 1 character"),
+        ("two words", "2 words and 9 characters"),
+        ("", "0 words and 0 characters"),
+    ],
+)
+def test_the_reply_counts_words_in_good_english(question: str, counts: str) -> None:
+    assert f"Your question has {counts}." in plan(chat(question)).text
 
 
 async def test_provider_streams_word_by_word_and_reports_usage_last() -> None:
