@@ -197,6 +197,12 @@ def users_create(
 ) -> None:
     """Create a user (asks for a password on a terminal; without one, the user uses API keys)."""
     password = _read_password(password_stdin)
+    if admin and not password:
+        err_console.print(
+            "[red]error:[/red] an administrator needs a password: run this on a terminal, "
+            "or pass it with --password-stdin"
+        )
+        raise typer.Exit(2)
     role = "admin" if admin else "user"
     info = with_services(lambda s: s.accounts.create_user(name, password, role=role))
     console.print(f"created {info.role} {info.name} (id {info.id})")

@@ -73,6 +73,19 @@ def test_duplicate_user_is_a_clear_error_with_exit_code_1(tmp_path: Path) -> Non
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
+@pytest.mark.parametrize("stdin", ["", "\n"])
+def test_an_admin_without_a_password_is_refused_when_there_is_no_terminal(
+    tmp_path: Path, stdin: str
+) -> None:
+    data = tmp_path / "data"
+    args = ["users", "create", "root", "--admin"] + (["--password-stdin"] if stdin else [])
+    refused = run(data, *args, stdin=stdin)
+    assert refused.returncode == 2, refused.stdout
+    assert "needs a password" in refused.stderr and "--password-stdin" in refused.stderr
+    assert "root" not in run(data, "users", "list").stdout
+    assert run(data, "users", "create", "root").returncode == 0  # a plain user may use keys only
+
+
 def test_set_quota_shows_in_users_list(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run(data, "users", "create", "carol")
