@@ -31,6 +31,7 @@ from chatgate.transports import (
     native_conversations,
     native_providers,
     openai_http,
+    openapi_docs,
     websocket,
 )
 from chatgate.transports.hot_paths import ChatgateApp, hot_paths
@@ -49,6 +50,7 @@ PUBLIC_PATHS = frozenset(
         "/metrics",
         "/docs",
         "/docs/oauth2-redirect",
+        "/docs/assets",
         "/redoc",
         "/openapi.json",
         "/api/v1/auth/login",
@@ -122,6 +124,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="A self-hosted ChatGPT service with an OpenAI-compatible gateway.",
+        docs_url=None,
+        redoc_url=None,
     )
     for route in openai_http.routes:
         app.router.routes.append(route)
@@ -141,6 +145,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
+    openapi_docs.install(app, PUBLIC_PATHS)
     _install_error_handlers(app)
     return app
 

@@ -1,0 +1,347 @@
+"""The API description at ``/openapi.json`` and the pages that show it, ``/docs`` and ``/redoc``.
+
+FastAPI describes the routes it handles (``/api/v1/...``). The OpenAI-compatible routes and the
+older programs' routes are plain Starlette routes, so their operations are written here and
+merged into FastAPI's document once, on first use. The pages load Swagger UI and ReDoc from
+the installed ``fastapi_offline`` package (Swagger UI 5, which reads OpenAPI 3.1), so they work
+on a machine with no internet access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from chatgate.transports.openapi_schemas import MODELS
+
+ASSETS = "/docs/assets"
+_REF = "#/components/schemas/{model}"
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"session_cookie": []}]
+
+_WEBSOCKETS = """
+
+## WebSocket endpoints
+
+OpenAPI cannot describe them; they take the same keys and login tokens as the HTTP routes
+(`Authorization: Bearer …` on the handshake, or `?token=…`).
+
+- **`/api/v1/ws`**, the native protocol: JSON text frames, several requests at once told apart
+  by `id`. Send `{"type": "chat", "id", "model", "messages" | "prompt", "conversation_id",
+  "parent_id", …}`, `{"type": "cancel", "id"}` or `{"type": "ping", "id"}`; receive
+  `{"type": "delta", "id", "text"}` pieces, then `{"type": "done", "id", "conversation_id",
+  "message_id", "parent_id", "finish_reason", "model", "usage"}` or
+  `{"type": "error", "id", "code", "message"}`. A first frame `{"type": "auth", "token"}` also
+  authenticates.
+- **`/compat/ws/seq`**, the seq protocol: send `{"seq", "data": {"query" | "messages",
+  "model", …}}`; receive `{"code", "msg", "seq", "data": {"consume_time", "finish_reason",
+  "contents"}}` frames, the last one with a `finish_reason`.
+- **`/compat/ws/ask`**, the ask protocol: send `<|ask|>$CONVERSATION$PARENT$PROMPT` (`new`
+  starts a conversation); receive text pieces, then `<|end|>$conversation_id$parent_id`, or
+  `<|err|>$reason`.
+"""
+
+
+# ---- the pages ------------------------------------------------------------------------------
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _pages(app: FastAPI) -> list[Route]:
+    openapi_url = app.openapi_url or "/openapi.json"
+    redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    async def swagger(request: Request) -> Response:
+        root = _root(request)
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
+            oauth2_redirect_url=root + redirect_url,
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    async def redirect(request: Request) -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc(request: Request) -> Response:
+        root = _root(request)
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    return [
+        Route("/docs", swagger, methods=["GET"]),
+        Route(redirect_url, redirect, methods=["GET"]),
+        Route("/redoc", redoc, methods=["GET"]),
+    ]
+
+
+# ---- the operations FastAPI does not know ---------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(schema: str, *statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "The request is malformed.",
+        401: "No valid key or login token.",
+        404: "No such model or conversation.",
+        413: "The body is larger than `max_request_bytes`.",
+        429: "A limit was reached (`retry-after`, `x-ratelimit-*` headers).",
+        502: "The upstream failed.",
+        503: "No upstream can take the request now.",
+        504: "The upstream did not answer in time.",
+    }
+    return {str(status): _json(schema, reasons[status]) for status in statuses}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_CALL_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
+
+
+def _generation(answer: str, chunk: str, summary: str, request: str, op_id: str) -> dict[str, Any]:
+    stream = (
+        f"With `stream: true`: server-sent events, each `data:` a `{chunk}` "
+        "(an error mid-stream is one `data:` with an `OpenAIError`), then `data: [DONE]`."
+    )
+    ok = _json(answer, "The reply.")
+    ok["content"]["text/event-stream"] = {"schema": {"type": "string", "description": stream}}
+    return {
+        "post": {
+            "tags": ["OpenAI-compatible"],
+            "summary": summary,
+            "operationId": op_id,
+            "requestBody": _body(request),
+            "responses": {"200": ok, **_errors("OpenAIError", *_CALL_ERRORS)},
+            "security": _SECURITY,
+        }
+    }
+
+
+def _model_paths() -> dict[str, Any]:
+    model = {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "A model name; it may contain `/`.",
+    }
+    return {
+        "/v1/models": {
+            "get": {
+                "tags": ["OpenAI-compatible"],
+                "summary": "The models this caller may use, aliases included",
+                "operationId": "listModels",
+                "responses": {
+                    "200": _json("ModelList", "The models."),
+                    **_errors("OpenAIError", 401),
+                },
+                "security": _SECURITY,
+            }
+        },
+        "/v1/models/{model}": {
+            "get": {
+                "tags": ["OpenAI-compatible"],
+                "summary": "One model",
+                "operationId": "retrieveModel",
+                "parameters": [model],
+                "responses": {
+                    "200": _json("Model", "The model."),
+                    **_errors("OpenAIError", 401, 404),
+                },
+                "security": _SECURITY,
+            }
+        },
+    }
+
+
+def _compat_paths() -> dict[str, Any]:
+    tags = ["compatibility"]
+    return {
+        "/token": {
+            "post": {
+                "tags": tags,
+                "summary": "ChatAPI: a login token (201 new, 200 the same one while valid)",
+                "operationId": "chatapiToken",
+                "requestBody": _body("ChatApiLogin"),
+                "responses": {
+                    "200": _json("ChatApiTokenAnswer", "The token that is still valid."),
+                    "201": _json("ChatApiTokenAnswer", "A new token."),
+                    **_errors("ChatApiError", 400, 401, 413, 429),
+                },
+                "security": [],
+            }
+        },
+        "/api": {
+            "get": {
+                "tags": tags,
+                "summary": "ChatAPI: ask `compat_model` one question",
+                "operationId": "chatapiAsk",
+                "parameters": [
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json("ChatApiAnswer", "The reply."),
+                    **_errors("ChatApiError", 400, 401, 429, 502),
+                },
+                "security": [{"bearer": []}],
+            }
+        },
+        "/ask/{conversation_id}": {
+            "post": {
+                "tags": tags,
+                "summary": "EasyBackend: ask in a conversation (`new` starts one)",
+                "operationId": "easybackendAsk",
+                "parameters": [
+                    {
+                        "name": "conversation_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": _body("EasyBackendAsk"),
+                "responses": {
+                    "200": _json("EasyBackendAnswer", "The reply and the ids to continue."),
+                    **_errors("EasyBackendError", *_CALL_ERRORS),
+                },
+                "security": _SECURITY,
+            }
+        },
+    }
+
+
+def _operations_paths() -> dict[str, Any]:
+    status = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}},
+        "required": ["status"],
+    }
+
+    def probe(summary: str, op_id: str, responses: dict[str, str]) -> dict[str, Any]:
+        answers = {
+            code: {"description": text, "content": {"application/json": {"schema": status}}}
+            for code, text in responses.items()
+        }
+        get = {"tags": ["operations"], "summary": summary, "operationId": op_id}
+        return {"get": {**get, "responses": answers, "security": []}}
+
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    metrics = {"200": {"description": "Prometheus text format.", "content": text}}
+    return {
+        "/healthz": probe("The process is up", "health", {"200": "Up."}),
+        "/readyz": probe(
+            "The service can serve requests",
+            "readiness",
+            {"200": "Ready.", "503": "Not ready; `status` says why."},
+        ),
+        "/metrics": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": metrics,
+                "security": [],
+            }
+        },
+    }
+
+
+def extra_paths() -> dict[str, Any]:
+    """The operations of the routes FastAPI does not describe."""
+    return {
+        "/v1/chat/completions": _generation(
+            "ChatCompletion",
+            "ChatCompletionChunk",
+            "A chat reply (OpenAI's chat completions)",
+            "ChatCompletionRequest",
+            "createChatCompletion",
+        ),
+        "/v1/completions": _generation(
+            "Completion",
+            "Completion",
+            "A text completion (OpenAI's legacy completions)",
+            "CompletionRequest",
+            "createCompletion",
+        ),
+        **_model_paths(),
+        **_compat_paths(),
+        **_operations_paths(),
+    }
+
+
+def extra_schemas() -> dict[str, Any]:
+    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    schemas: dict[str, Any] = top["$defs"]
+    return schemas
+
+
+# ---- putting it together --------------------------------------------------------------------
+
+
+def _extend(schema: dict[str, Any], public: frozenset[str]) -> None:
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    extra = extra_schemas()
+    clash = set(schemas) & set(extra)
+    if clash:
+        raise RuntimeError(f"schema names used twice in the API description: {sorted(clash)}")
+    schemas.update(extra)
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key or login token."},
+        "session_cookie": {"type": "apiKey", "in": "cookie", "name": "chatgate_session"},
+    }
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            operation.setdefault("security", [] if path in public else _SECURITY)
+    schema["paths"].update(extra_paths())
+    schema["info"]["description"] = schema["info"].get("description", "") + _WEBSOCKETS
+
+
+def install(app: FastAPI, public: frozenset[str]) -> None:
+    """Serve ``/docs`` and ``/redoc`` offline and describe every HTTP route in the document.
+
+    ``public`` names the paths that need no credential. Create ``app`` with ``docs_url=None``
+    and ``redoc_url=None``: the pages are added here.
+    """
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _extend(generated(), public)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.router.routes.extend(_pages(app))
+    assets = StaticFiles(packages=[("fastapi_offline", "static")])
+    app.router.routes.append(Mount(ASSETS, app=assets, name="docs-assets"))
