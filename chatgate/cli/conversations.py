@@ -17,6 +17,7 @@ from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree
 from chatgate.core.errors import NotFound
 from chatgate.services import Services
+from chatgate.store.tables import User
 
 conversations_app = typer.Typer(help="Read and export stored conversations.", no_args_is_help=True)
 
@@ -97,14 +98,27 @@ def export(
         console.print(f"written to {output}")
 
 
+async def _owner(services: Services, name: str, create: bool) -> User:
+    """The importing user: a typing mistake must not make a new account."""
+    if create:
+        return await services.accounts.ensure_user(name)
+    try:
+        return await services.accounts.get_user(name)
+    except NotFound:
+        raise NotFound(f"no user named {name!r} (pass --create-user to create it)") from None
+
+
 def import_export(
     file: Annotated[Path, typer.Argument(help="conversations.json or the export's .zip.")],
     user: Annotated[str, typer.Option("--user", help="Owner of the imported conversations.")],
+    create_user: Annotated[
+        bool, typer.Option("--create-user", help="Create the owner if there is no such user.")
+    ] = False,
 ) -> None:
-    """Import a ChatGPT data export; conversations already imported are skipped."""
+    """Import a ChatGPT data export; conversations the owner already has are skipped."""
 
     async def action(s: Services) -> tuple[int, int, int]:
-        owner = await s.accounts.ensure_user(user)
+        owner = await _owner(s, user, create_user)
         result = await s.conversations.import_chatgpt(owner.id, file)
         return result.imported, result.skipped, result.messages
 

@@ -200,25 +200,39 @@ class ImportResult:
     ids: list[str] = field(default_factory=list)
 
 
+def owned_external_id(external_id: str, user_id: int) -> str:
+    """The stored form of an import's id: ``conversations.external_id`` is unique across all
+    users, so the owner is part of it, and two users can import the same export."""
+    return f"{user_id}/{external_id}"
+
+
+async def already_imported(db: Database, user_id: int, external_ids: list[str]) -> set[str]:
+    """Which of ``external_ids`` this user already holds (also in the owner-less form that
+    earlier versions stored)."""
+    owned = {owned_external_id(e, user_id): e for e in external_ids}
+    async with db.session() as session:
+        found = (
+            await session.scalars(
+                select(Conversation.external_id).where(
+                    Conversation.user_id == user_id,
+                    Conversation.external_id.in_([*owned, *external_ids]),
+                )
+            )
+        ).all()
+    return {owned.get(e, e) for e in found if e is not None}
+
+
 async def store_imports(
     db: Database, user_id: int, items: list[ImportedConversation], now: float
 ) -> ImportResult:
-    """Write parsed conversations for ``user_id``; those already imported are skipped.
+    """Write parsed conversations for ``user_id``; those this user already imported are
+    skipped.
 
-    Idempotent through ``conversations.external_id``: the same export imported twice adds
-    nothing the second time. Each conversation is written in one transaction.
+    Idempotent through ``conversations.external_id``: the same export imported twice for one
+    user adds nothing the second time. Each conversation is written in one transaction.
     """
     result = ImportResult()
-    async with db.session() as session:
-        seen = set(
-            (
-                await session.scalars(
-                    select(Conversation.external_id).where(
-                        Conversation.external_id.in_([i.external_id for i in items])
-                    )
-                )
-            ).all()
-        )
+    seen = await already_imported(db, user_id, [i.external_id for i in items])
     for item in items:
         if item.external_id in seen:
             result.skipped += 1
@@ -236,7 +250,7 @@ async def store_imports(
                     system_prompt=None,
                     model=item.model,
                     current_leaf_id=ids.get(item.current_source_id or ""),
-                    external_id=item.external_id,
+                    external_id=owned_external_id(item.external_id, user_id),
                     created_at=created,
                     updated_at=item.updated_at or created,
                 )

@@ -77,7 +77,7 @@ def test_a_chatgpt_export_with_a_branch_round_trips_through_import_and_json_expo
 ) -> None:
     data = tmp_path / "data"
     source = json.loads(FIXTURE.read_text())
-    imported = run(data, "import", str(export_zip(tmp_path)), "--user", "alice")
+    imported = run(data, "import", str(export_zip(tmp_path)), "--user", "alice", "--create-user")
     assert imported.returncode == 0, imported.stderr
     assert "imported 2 conversation(s) with 9 message(s) for alice" in imported.stdout
 
@@ -102,16 +102,50 @@ def test_a_chatgpt_export_with_a_branch_round_trips_through_import_and_json_expo
 
 def test_importing_the_same_export_again_adds_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert run(data, "import", str(FIXTURE), "--user", "alice").returncode == 0
+    assert run(data, "import", str(FIXTURE), "--user", "alice", "--create-user").returncode == 0
     again = run(data, "import", str(export_zip(tmp_path)), "--user", "alice")
     assert again.returncode == 0, again.stderr
     assert "imported 0 conversation(s) with 0 message(s)" in again.stdout
     assert "2 already there" in again.stdout
 
 
+def test_importing_for_a_user_who_does_not_exist_is_refused_unless_asked(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    assert run(data, "users", "create", "alice").returncode == 0
+    typo = run(data, "import", str(FIXTURE), "--user", "alcie")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert "no user named 'alcie'" in typo.stderr and "--create-user" in typo.stderr
+    assert "alcie" not in run(data, "users", "list").stdout
+    assert "Boiling eggs" not in run(data, "conversations", "list").stdout
+
+    created = run(data, "import", str(FIXTURE), "--user", "dave", "--create-user")
+    assert created.returncode == 0, created.stderr
+    assert "imported 2 conversation(s) with 9 message(s) for dave; 0 already there" in (
+        created.stdout
+    )
+    assert "dave" in run(data, "users", "list").stdout
+
+
+def test_two_users_each_import_the_same_export_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run(data, "users", "create", "alice")
+    run(data, "users", "create", "bob")
+    for user in ("alice", "bob"):
+        first = run(data, "import", str(FIXTURE), "--user", user)
+        assert first.returncode == 0, first.stderr
+        assert f"imported 2 conversation(s) with 9 message(s) for {user}; 0 already there" in (
+            first.stdout
+        )
+        assert "Boiling eggs" in run(data, "conversations", "list", "--user", user).stdout
+    again = run(data, "import", str(FIXTURE), "--user", "bob")
+    assert "imported 0 conversation(s) with 0 message(s) for bob; 2 already there" in again.stdout
+
+
 def test_markdown_export_quotes_questions_on_the_current_path(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    run(data, "import", str(FIXTURE), "--user", "alice")
+    run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
     listed = run(data, "conversations", "list", "--search", "altitude")
     [row] = [line for line in listed.stdout.splitlines() if "Boiling eggs" in line]
     conversation_id = row.split("│")[1].strip()
@@ -124,7 +158,7 @@ def test_markdown_export_quotes_questions_on_the_current_path(tmp_path: Path) ->
 
 def test_another_users_name_hides_the_conversation_from_the_cli(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    run(data, "import", str(FIXTURE), "--user", "alice")
+    run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
     run(data, "users", "create", "bob")
     listed = run(data, "conversations", "list", "--user", "bob")
     assert "Boiling eggs" not in listed.stdout
@@ -140,6 +174,6 @@ def test_another_users_name_hides_the_conversation_from_the_cli(tmp_path: Path) 
 def test_a_file_that_is_not_an_export_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "notes.json"
     bad.write_text('{"hello": 1}')
-    result = run(tmp_path / "data", "import", str(bad), "--user", "alice")
+    result = run(tmp_path / "data", "import", str(bad), "--user", "alice", "--create-user")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "mapping" in result.stderr
