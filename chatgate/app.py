@@ -76,7 +76,10 @@ async def readyz(request: Request) -> Response:
         return json_response(
             {"status": "database schema is not current: run chatgate db upgrade"}, status=503
         )
-    return json_response({"status": "ready", "models": services.models.names()})
+    behind = services.writer.health()
+    if behind is not None:
+        return json_response({"status": behind}, status=503)
+    return json_response({"status": "ready"})
 
 
 async def metrics(request: Request) -> Response:

@@ -76,7 +76,7 @@ class Services:
         usage_queries = UsageQueries(db, writer, clock)
         quotas = QuotaService(clock, quota_backend(settings), usage_queries.counted)
         usage = UsageRecorder(writer, clock)
-        metrics = Metrics()
+        metrics = Metrics(writer)
         models = ModelRegistry(settings)
         if start_models:
             await models.start()

@@ -13,10 +13,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from chatgate.core.usage import Outcome
+from chatgate.store.writer import BatchWriter
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -40,10 +46,11 @@ class _Histogram:
 
 
 class Metrics(Collector):
-    def __init__(self) -> None:
+    def __init__(self, writer: BatchWriter | None = None) -> None:
         self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.tokens: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.first_token = _Histogram(_LATENCY_BUCKETS)
+        self.writer = writer
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -77,6 +84,35 @@ class Metrics(Collector):
             buckets=self.first_token.buckets(),
             sum_value=self.first_token.sum,
         )
+        if self.writer is not None:
+            yield from _writer_metrics(self.writer)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _writer_metrics(writer: BatchWriter) -> Iterator[Metric]:
+    """The write-behind's state: what waits, what was written or set aside, what failed."""
+    stats = writer.stats
+    yield GaugeMetricFamily(
+        "chatgate_writer_queue", "Database writes waiting to be written.", value=writer.pending
+    )
+    yield GaugeMetricFamily(
+        "chatgate_writer_failing",
+        "1 while database writes are failing (the queue is kept and retried).",
+        value=0 if stats.failing_since is None else 1,
+    )
+    for name, text, value in (
+        ("chatgate_writer_rows_written", "Rows written to the database.", stats.written),
+        (
+            "chatgate_writer_rows_set_aside",
+            "Rows the database refused even bounded, set aside and logged.",
+            stats.set_aside,
+        ),
+        (
+            "chatgate_writer_flush_failures",
+            "Writes of a batch that failed (the database locked or unreachable).",
+            stats.flush_failures,
+        ),
+    ):
+        yield CounterMetricFamily(name, text, value=value)

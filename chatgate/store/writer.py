@@ -125,6 +125,7 @@ class BatchWriter:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._in_hand = 0
         self._bounds = Bounds(db.is_sqlite)
         self._backoff = _Backoff(max(interval, 0.05))
         self.stats = WriterStats()
@@ -178,7 +179,8 @@ class BatchWriter:
 
     @property
     def pending(self) -> int:
-        return len(self._ops) + len(self._usage)
+        """Writes not yet in the database, the batch being written included."""
+        return len(self._ops) + len(self._usage) + self._in_hand
 
     def _nudge(self) -> None:
         if len(self._ops) >= self._max_batch:
@@ -241,6 +243,7 @@ class BatchWriter:
             if not self._ops and not self._usage:
                 return
             ops = self._take()
+            self._in_hand = len(ops)
             try:
                 await self._write(ops)
             except BaseException as exc:
@@ -253,6 +256,8 @@ class BatchWriter:
                 except BaseException as again:
                     self._failed(again)
                     raise
+            finally:
+                self._in_hand = 0
             self._succeeded()
 
     def _take(self) -> list[Op]:
