@@ -268,7 +268,7 @@ def read_upstreams(config_file: Path) -> dict[str, Any]:
 
 def ensure_secret_file(data_dir: Path) -> str:
     """Read the secret kept in ``data_dir``, creating it with mode 0600 on first use."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / _SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
