@@ -12,15 +12,23 @@ from typing import Annotated
 import typer
 
 from chatgate.cli.main import console, when, with_services
-from chatgate.cli.output import new_table
+from chatgate.cli.output import new_table, whole_column
 from chatgate.core.accounts import Principal
-from chatgate.core.conversation_queries import ConversationSummary, ConversationTree
-from chatgate.core.errors import NotFound
+from chatgate.core.conversation_queries import (
+    ConversationSummary,
+    ConversationTree,
+    ids_starting_with,
+)
+from chatgate.core.errors import InvalidRequest, NotFound
 from chatgate.services import Services
 from chatgate.store.tables import User
 
 conversations_app = typer.Typer(help="Read and export stored conversations.", no_args_is_help=True)
 
+IdArgument = Annotated[
+    str, typer.Argument(help="The conversation's id, or enough of its start to tell it apart.")
+]
+MAX_CANDIDATES = 10
 UserOption = Annotated[str | None, typer.Option("--user", help="Only this user's conversations.")]
 OPERATOR = Principal(user_id=0, username="operator", role="admin")
 
@@ -34,12 +42,24 @@ async def _user_id(services: Services, user: str | None) -> int | None:
     return (await services.accounts.get_user(user)).id if user else None
 
 
-async def _tree(services: Services, conversation_id: str, user: str | None) -> ConversationTree:
-    tree = await services.conversations.tree(OPERATOR, conversation_id)
+async def _resolve(services: Services, prefix: str, user: str | None) -> str:
+    """The one conversation whose id starts with ``prefix`` (of ``user``'s, when given)."""
     user_id = await _user_id(services, user)
-    if user_id is not None and tree.conversation.user_id != user_id:
-        raise NotFound(f"No conversation with id {conversation_id!r}.")
-    return tree
+    found = await ids_starting_with(services.db, prefix, user_id, limit=MAX_CANDIDATES + 1)
+    if not prefix or not found:
+        raise NotFound(f"No conversation with id {prefix!r}.")
+    if len(found) > 1:
+        shown = "\n  ".join(found[:MAX_CANDIDATES])
+        more = "\n  …" if len(found) > MAX_CANDIDATES else ""
+        raise InvalidRequest(
+            f"{prefix!r} starts the ids of several conversations; give more of the id:"
+            f"\n  {shown}{more}"
+        )
+    return found[0]
+
+
+async def _tree(services: Services, prefix: str, user: str | None) -> ConversationTree:
+    return await services.conversations.tree(OPERATOR, await _resolve(services, prefix, user))
 
 
 @conversations_app.command("list")
@@ -55,14 +75,17 @@ def list_conversations(
         names = {u.id: u.name for u in await s.accounts.list_users()}
         return [(c, names.get(c.user_id, "?")) for c in page.items]
 
-    table = new_table("id", "user", "title", "model", "updated")
-    for conv, owner in with_services(action):
+    rows = with_services(action)
+    ids = whole_column("id", [conv.id for conv, _ in rows])
+    table = new_table(ids, whole_column("user", [owner for _, owner in rows]), "title", "model")
+    table.add_column("updated", no_wrap=True)
+    for conv, owner in rows:
         table.add_row(conv.id, owner, conv.title or "", conv.model or "", when(conv.updated_at))
     console.print(table)
 
 
 @conversations_app.command("show")
-def show(conversation_id: str, user: UserOption = None) -> None:
+def show(conversation_id: IdArgument, user: UserOption = None) -> None:
     """Print the current path of a conversation, and how many messages are off it."""
     tree = with_services(lambda s: _tree(s, conversation_id, user))
     conv = tree.conversation
@@ -79,7 +102,7 @@ def show(conversation_id: str, user: UserOption = None) -> None:
 
 @conversations_app.command("export")
 def export(
-    conversation_id: str,
+    conversation_id: IdArgument,
     fmt: Annotated[str, typer.Option("--format", "-f", help="md or json.")] = "md",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
     user: UserOption = None,
@@ -87,8 +110,8 @@ def export(
     """Export a conversation: Markdown of the current path, or JSON of the whole tree."""
 
     async def action(s: Services) -> str:
-        await _tree(s, conversation_id, user)
-        return await s.conversations.export(OPERATOR, conversation_id, fmt)
+        found = await _resolve(s, conversation_id, user)
+        return await s.conversations.export(OPERATOR, found, fmt)
 
     text = with_services(action)
     if output is None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
 
 class LazyConsole:
@@ -35,3 +35,12 @@ def new_table(*columns: Any, **options: Any) -> Table:
     from rich.table import Table
 
     return Table(*columns, **options)
+
+
+def whole_column(header: str, values: list[str]) -> Column:
+    """A column never folded or cut, however narrow the terminal or pipe: for ids and names
+    that are typed back into other commands."""
+    from rich.table import Column
+
+    width = max((len(v) for v in values), default=0)
+    return Column(header, no_wrap=True, min_width=max(width, len(header)))

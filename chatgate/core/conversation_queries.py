@@ -187,6 +187,23 @@ async def list_page(
     return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
 
 
+async def ids_starting_with(
+    db: Database, prefix: str, user_id: int | None = None, limit: int = 10
+) -> list[str]:
+    """Ids of conversations that start with ``prefix`` (of one user's, when given), in order,
+    at most ``limit``; an exact match alone when there is one."""
+    where = [Conversation.id.startswith(prefix, autoescape=True)]
+    if user_id is not None:
+        where.append(Conversation.user_id == user_id)
+    async with db.session() as session:
+        found = (
+            await session.scalars(
+                select(Conversation.id).where(*where).order_by(Conversation.id).limit(limit)
+            )
+        ).all()
+    return [prefix] if prefix in found else list(found)
+
+
 async def load_tree(db: Database, conversation_id: str) -> ConversationTree | None:
     async with db.session() as session:
         conv = await session.get(Conversation, conversation_id)

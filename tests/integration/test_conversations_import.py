@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "chatgpt_conversations.json"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(data_dir: Path, *args: str, columns: str = "200") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
-    env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS="200")
+    env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS=columns)
+    if not columns:
+        del env["COLUMNS"]
     return subprocess.run(
         [sys.executable, "-m", "chatgate", *args],
         capture_output=True,
@@ -177,3 +184,43 @@ def test_a_file_that_is_not_an_export_is_a_clear_error(tmp_path: Path) -> None:
     result = run(tmp_path / "data", "import", str(bad), "--user", "alice", "--create-user")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "mapping" in result.stderr
+
+
+@pytest.mark.parametrize("columns", ["", "80", "60", "40"])
+def test_listed_ids_are_whole_in_a_narrow_terminal_or_a_pipe(tmp_path: Path, columns: str) -> None:
+    data = tmp_path / "data"
+    run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
+    listed = run(data, "conversations", "list", columns=columns)
+    assert listed.returncode == 0, listed.stderr
+    ids = UUID.findall(listed.stdout)
+    assert len(ids) == 2 and "…" not in "".join(
+        line.split("│")[1] for line in listed.stdout.splitlines() if line.startswith("│")
+    )
+    for conversation_id in ids:
+        shown = run(data, "conversations", "show", conversation_id)
+        assert shown.returncode == 0, shown.stderr
+
+
+def test_show_and_export_take_any_unambiguous_start_of_an_id(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
+    with sqlite3.connect(data / "chatgate.db") as db:  # two ids that start alike
+        db.execute("UPDATE messages SET conversation_id = 'c0ffee' || substr(conversation_id, 7)")
+        db.execute("UPDATE conversations SET id = 'c0ffee' || substr(id, 7)")
+        ids = sorted(row[0] for row in db.execute("SELECT id FROM conversations"))
+    assert len(ids) == 2 and ids[0][:13] != ids[1][:13]
+
+    for conversation_id in ids:
+        start = conversation_id[:13]
+        shown = run(data, "conversations", "show", start)
+        assert shown.returncode == 0, shown.stderr
+        exported = run(data, "conversations", "export", start, "--format", "json")
+        assert json.loads(exported.stdout)["id"] == conversation_id
+
+    for command in (["show"], ["export", "--format", "md"]):
+        both = run(data, "conversations", *command, "c0ffee")
+        assert both.returncode == 1 and "Traceback" not in both.stderr
+        assert "give more of the id" in both.stderr
+        assert all(conversation_id in both.stderr for conversation_id in ids)
+    unknown = run(data, "conversations", "show", "feed")
+    assert unknown.returncode == 1 and "No conversation with id 'feed'" in unknown.stderr
