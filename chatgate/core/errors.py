@@ -11,6 +11,9 @@ class ChatgateError(Exception):
     code = "internal_error"
     status = 500
     retryable = False
+    # OpenAI's error ``type``, when the error knows it better than its status does (an
+    # upstream's error keeps the upstream's own type and code); None: derived from ``status``.
+    error_type: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -56,6 +59,13 @@ class Conflict(ChatgateError):
 class PayloadTooLarge(InvalidRequest):
     code = "request_too_large"
     status = 413
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A body in a format the route does not take (a form where JSON is expected)."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 @dataclass(frozen=True, slots=True)

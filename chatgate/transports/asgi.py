@@ -8,6 +8,9 @@ that saves a good part of what the gateway itself spends on a request.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 from starlette.requests import cookie_parser
@@ -26,9 +29,10 @@ class ClientGone(Exception):
 class Head:
     """The request headers the chat routes use."""
 
-    __slots__ = ("authorization", "cookie", "length")
+    __slots__ = ("authorization", "cookie", "length", "scope")
 
     def __init__(self, scope: Scope) -> None:
+        self.scope = scope
         self.authorization: str | None = None
         self.cookie: str | None = None
         self.length: int | None = None
@@ -61,6 +65,73 @@ async def read_body(receive: Receive, head: Head, limit: int) -> bytes:
         parts.append(part)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class ClientWatch:
+    """Cancels the request's own task as soon as the client hangs up; one waiter per request.
+
+    Entered once the request body is read (``receive()`` then has nothing left to give but
+    ``http.disconnect``), it covers everything that follows: the quota and conversation steps,
+    the upstream call with its retries and fallbacks, and writing the reply. The cancellation
+    reaches the upstream call wherever it waits, so the call and any retry stop at once; the
+    chat stream settles the request as cancelled, as with any other cancellation. Leaving the
+    block ends the waiter; a cancellation it caused ends there too, and any other goes on.
+    A server also reports ``http.disconnect`` once the reply is complete: by then the block has
+    been left, so that one is ignored.
+    """
+
+    __slots__ = ("_open", "_task", "_waiter", "gone")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._open = True
+        self.gone = False
+        self._waiter = asyncio.get_running_loop().create_task(self._wait(receive))
+
+    async def _wait(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if self._open:
+            self.gone = True
+            self._task.cancel()
+
+    def __enter__(self) -> ClientWatch:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        self._open = False
+        self._waiter.cancel()
+        if not self.gone:
+            return False
+        # Our own cancellation, however far it got, is spent here; another one goes on.
+        return self._task.uncancel() == 0 and kind is not None and kind is asyncio.CancelledError
+
+
+class WatchedReply(Response):
+    """A reply that is made only as it is sent, under a ``ClientWatch``.
+
+    For routes whose framework sends the response after the endpoint returns (FastAPI,
+    Starlette): the endpoint checks the request and returns this; ``make`` then calls the
+    upstream and builds the real response, and both stop when the client leaves.
+    """
+
+    def __init__(self, make: Callable[[], Awaitable[Response]]) -> None:
+        self.make = make
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with ClientWatch(receive):
+            response = await self.make()
+            await response(scope, receive, send)
 
 
 class JsonReply(Response):

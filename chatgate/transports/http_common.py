@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from chatgate.core.accounts import Principal
 from chatgate.core.errors import (
@@ -24,11 +27,19 @@ from chatgate.core.errors import (
     PermissionDenied,
     QuotaExhausted,
     RateFacts,
+    UnsupportedMediaType,
 )
 from chatgate.services import Services
 from chatgate.transports.asgi import Head, JsonReply
 
 SESSION_COOKIE = "chatgate_session"
+# Where ``authenticate_scope`` keeps the caller in ``scope["state"]``.
+PRINCIPAL = "chatgate.principal"
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_SAME_ORIGIN = frozenset((b"same-origin", b"none"))
+
+# The last resort's answer, when a bug (not the client) made a request fail.
+INTERNAL = ChatgateError("The server had an error while processing your request.")
 
 _TYPES = {
     400: "invalid_request_error",
@@ -37,6 +48,7 @@ _TYPES = {
     404: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     422: "invalid_request_error",
 }
 
@@ -65,12 +77,84 @@ def credential_of(conn: HTTPConnection) -> str | None:
 
 
 def head_credential(head: Head) -> str | None:
-    """``credential_of`` for a raw ASGI route."""
-    return bearer(head.authorization) or head.cookies().get(SESSION_COOKIE) or None
+    """``credential_of`` for a raw ASGI route (which the cookie may serve only for writes from
+    this site's own pages)."""
+    token = bearer(head.authorization)
+    if token is None and head.cookie:
+        token = head.cookies().get(SESSION_COOKIE) or None
+        if token is not None:
+            check_cookie_write(head.scope)
+    return token
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
-    return await authenticate_credential(services_of(conn), credential_of(conn))
+    """The caller: the one found before the body was read (``ChatgateApp``), else from the
+    Bearer credential or the login cookie."""
+    state = conn.scope.get("state")
+    if state is not None:
+        principal: Principal | None = state.get(PRINCIPAL)
+        if principal is not None:
+            return principal
+    token = bearer_token(conn)
+    if token is None:
+        token = conn.cookies.get(SESSION_COOKIE) or None
+        if token is not None:
+            check_cookie_write(conn.scope)
+    return await authenticate_credential(services_of(conn), token)
+
+
+async def authenticate_scope(scope: Scope) -> Response | None:
+    """Authenticate a request from its headers alone, before anything reads its body, and keep
+    the caller in ``scope["state"]`` for ``authenticate``; the refusal when there is none, so
+    a body is never read (or parsed) for a caller who may not send it."""
+    try:
+        principal = await authenticate(HTTPConnection(scope))
+    except ChatgateError as exc:
+        return error_response(exc)
+    scope.setdefault("state", {})[PRINCIPAL] = principal
+    return None
+
+
+def check_cookie_write(scope: Scope) -> None:
+    """A write authenticated by the login cookie must come from this site's own pages, as JSON.
+
+    Browsers send the cookie along with requests that other sites make them send, so a write
+    that rests on it is refused when ``Sec-Fetch-Site`` says another site made it (or, from a
+    browser without that header, when ``Origin`` names another host), and when its body is not
+    JSON: a form or ``text/plain`` body is what a page can send to another site without asking
+    first. Bearer credentials are never sent by a browser on its own, so they need neither
+    check; reading requests (GET) change nothing.
+    """
+    if scope.get("method", "GET") in _SAFE_METHODS:
+        return
+    headers = dict(scope["headers"])
+    site = headers.get(b"sec-fetch-site")
+    origin = headers.get(b"origin")
+    if site is not None:
+        foreign = site not in _SAME_ORIGIN
+    elif origin is not None:
+        foreign = urlsplit(origin.decode("latin-1")).netloc.lower() != (
+            headers.get(b"host", b"").decode("latin-1").lower()
+        )
+    else:
+        foreign = False
+    if foreign:
+        raise PermissionDenied(
+            "A request from another site cannot use the login cookie; "
+            "send an API key as 'Authorization: Bearer' instead."
+        )
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+    if has_body and not is_json(headers.get(b"content-type", b"")):
+        raise UnsupportedMediaType(
+            "A request made with the login cookie must send its body as application/json."
+        )
+
+
+def is_json(content_type: bytes) -> bool:
+    kind = content_type.partition(b";")[0].strip().lower()
+    return kind == b"application/json" or (
+        kind.startswith(b"application/") and kind.endswith(b"+json")
+    )
 
 
 async def authenticate_credential(services: Services, token: str | None) -> Principal:
@@ -90,13 +174,25 @@ async def require_admin(conn: HTTPConnection) -> Principal:
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object of a body, refused as soon as it is known to be larger than ``limit``
+    (the app's own limit, enforced while reading, counts as the same refusal)."""
+    too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-    return parse_object(raw)
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise too_large
+            parts.append(part)
+    except StarletteHTTPException as exc:
+        if exc.status_code == 413:
+            raise too_large from None
+        raise
+    return parse_object(b"".join(parts))
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
@@ -113,7 +209,9 @@ def parse_object(raw: bytes) -> dict[str, Any]:
 
 
 def error_body(exc: ChatgateError) -> dict[str, Any]:
-    if isinstance(exc, QuotaExhausted):
+    if exc.error_type is not None:
+        kind = exc.error_type
+    elif isinstance(exc, QuotaExhausted):
         kind = "insufficient_quota"
     elif isinstance(exc, LimitExceeded):
         kind = "requests"

@@ -7,6 +7,7 @@ renders the result. Replies stream as server-sent events: ``delta`` events with 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
@@ -14,15 +15,17 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
-from chatgate.transports.http_common import authenticate, error_body, services_of
+from chatgate.transports.asgi import WatchedReply
+from chatgate.transports.http_common import INTERNAL, authenticate, error_body, services_of
+from chatgate.transports.sse_response import SSEResponse
 
+log = logging.getLogger("chatgate.http")
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "events, or JSON"}
 }
@@ -279,6 +282,8 @@ async def _exchange(
     messages: list[dict[str, Any]],
     **place: Any,
 ) -> Response:
+    """The reply, made as it is sent: from then on the client leaving cancels the upstream call
+    (and its retries) at once."""
     services = services_of(request)
     model = await services.conversations.model_for(caller, conversation_id, ask.model)
     chat = ChatRequest(
@@ -289,13 +294,15 @@ async def _exchange(
         conversation_id=conversation_id,
         **place,
     )
-    events = services.chat.stream(caller, chat)
-    first = await anext(events)
-    if ask.stream:
-        return StreamingResponse(
-            _sse(first, events), media_type="text/event-stream", headers=_SSE_HEADERS
-        )
-    return await _whole(first, events)
+
+    async def reply() -> Response:
+        events = services.chat.stream(caller, chat)
+        first = await anext(events)
+        if ask.stream:
+            return SSEResponse(_sse(first, events))
+        return await _whole(first, events)
+
+    return WatchedReply(reply)
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -318,17 +325,21 @@ async def _sse(
 ) -> AsyncGenerator[bytes, None]:
     async with aclosing(events):
         event: ChatEvent | None = first
-        while event is not None:
-            if isinstance(event, Delta):
-                if event.text:
-                    yield _event("delta", {"text": event.text})
-            elif isinstance(event, Done):
-                yield _event("done", _done(event))
-                return
-            elif isinstance(event, ErrorEvent):
-                yield _event("error", error_body(event.error))
-                return
-            event = await anext(events, None)
+        try:
+            while event is not None:
+                if isinstance(event, Delta):
+                    if event.text:
+                        yield _event("delta", {"text": event.text})
+                elif isinstance(event, Done):
+                    yield _event("done", _done(event))
+                    return
+                elif isinstance(event, ErrorEvent):
+                    yield _event("error", error_body(event.error))
+                    return
+                event = await anext(events, None)
+        except Exception:
+            log.exception("unexpected error while streaming a reply")
+            yield _event("error", error_body(INTERNAL))
 
 
 async def _whole(first: ChatEvent, events: AsyncGenerator[ChatEvent, None]) -> Response:

@@ -8,6 +8,7 @@ for providers that have no wire format of their own (the in-process demo model).
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator
@@ -20,12 +21,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from chatgate.core.accounts import Principal
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.quotas import Reservation
+from chatgate.core.validation import check_messages, check_params
 from chatgate.services import Services
-from chatgate.transports.asgi import ClientGone, Head, JsonReply, read_body
+from chatgate.transports.asgi import ClientGone, ClientWatch, Head, JsonReply, read_body
 from chatgate.transports.http_common import (
+    INTERNAL,
     authenticate,
     authenticate_credential,
     error_body,
@@ -38,8 +42,8 @@ from chatgate.transports.http_common import (
 )
 from chatgate.transports.sse_response import SSEResponse
 
+log = logging.getLogger("chatgate.http")
 _OURS = frozenset(("model", "messages", "prompt", "stream", "conversation_id", "parent_id"))
-_ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
 _DONE_LINE = b"data: [DONE]\n\n"
 
 
@@ -59,22 +63,13 @@ def _common(body: dict[str, Any], kind: str) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("you must provide a model parameter", param="model")
+    check_params(body)
     stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise InvalidRequest("'stream' must be a boolean.", param="stream")
     options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
-    for name in ("n", "max_tokens", "max_completion_tokens", "best_of"):
-        value = body.get(name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
     return ChatRequest(
         model=model,
         kind="chat" if kind == "chat" else "completion",
-        stream=stream,
+        stream=bool(stream),
         params={k: v for k, v in body.items() if k not in _OURS},
         conversation_id=_optional_id(body, "conversation_id"),
         parent_id=_optional_id(body, "parent_id"),
@@ -84,22 +79,11 @@ def _common(body: dict[str, Any], kind: str) -> ChatRequest:
 
 
 def parse_chat(body: dict[str, Any]) -> ChatRequest:
+    """A chat request whose whole shape (messages, tools, parameters) has been checked, so a
+    client's mistake is a 400 naming the field, never a crash further in."""
     request = _common(body, "chat")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in _ROLES:
-            raise InvalidRequest(
-                f"messages[{i}] must be an object with a valid 'role'.", param=f"messages[{i}]"
-            )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise InvalidRequest(
-                f"messages[{i}].content must be a string or an array.",
-                param=f"messages[{i}].content",
-            )
-    request.messages = messages
+    check_messages(body.get("messages"))
+    request.messages = body["messages"]
     return request
 
 
@@ -140,8 +124,6 @@ class _Renderer:
             "model": self.model,
             "choices": [choice] if choice is not None else [],
         }
-        if self.chat:
-            data["system_fingerprint"] = None
         data.update(extra)
         return b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -231,8 +213,6 @@ class _Renderer:
             "choices": [choice],
             "usage": done.usage.as_openai(),
         }
-        if self.chat:
-            data["system_fingerprint"] = None
         data.update(_ids(done))
         return data
 
@@ -254,32 +234,37 @@ def _sse_error(exc: ChatgateError) -> bytes:
 async def _sse(
     first: ChatEvent, events: AsyncGenerator[ChatEvent, None], render: _Renderer
 ) -> AsyncGenerator[bytes, None]:
-    """Write the stream; it ends with ``[DONE]`` only when the reply really finished."""
+    """Write the stream; it ends with ``[DONE]`` only when the reply really finished, and with
+    an error event when it did not (a bug included: the headers are gone, the stream is not)."""
     async with aclosing(events):
         event: ChatEvent | None = first
         relayed = False
         started = False
-        while event is not None:
-            if isinstance(event, Delta):
-                if event.raw is not None:
-                    relayed = True
-                    yield event.raw
-                else:
+        try:
+            while event is not None:
+                if isinstance(event, Delta):
+                    if event.raw is not None:
+                        relayed = True
+                        yield event.raw
+                    else:
+                        if not started and not relayed:
+                            yield render.role_chunk()
+                        out = render.delta_chunk(event)
+                        if out:
+                            yield out
+                    started = True
+                elif isinstance(event, Done):
                     if not started and not relayed:
                         yield render.role_chunk()
-                    out = render.delta_chunk(event)
-                    if out:
-                        yield out
-                started = True
-            elif isinstance(event, Done):
-                if not started and not relayed:
-                    yield render.role_chunk()
-                yield render.final_chunks(event, relayed) + _DONE_LINE
-                return
-            elif isinstance(event, ErrorEvent):
-                yield _sse_error(event.error)
-                return
-            event = await anext(events, None)
+                    yield render.final_chunks(event, relayed) + _DONE_LINE
+                    return
+                elif isinstance(event, ErrorEvent):
+                    yield _sse_error(event.error)
+                    return
+                event = await anext(events, None)
+        except Exception:
+            log.exception("unexpected error while streaming a reply")
+            yield _sse_error(INTERNAL)
 
 
 async def _whole(
@@ -311,15 +296,19 @@ async def _whole(
     raise RuntimeError("the chat stream ended without a Done event")
 
 
-async def _serve(scope: Scope, receive: Receive, kind: str) -> Response:
+async def _prepare(scope: Scope, receive: Receive, kind: str) -> tuple[Principal, ChatRequest]:
+    """The caller and their request: authenticated first, then read and checked."""
     services: Services = scope["app"].state.services
     head = Head(scope)
+    principal = await authenticate_credential(services, head_credential(head))
+    body = parse_object(await read_body(receive, head, services.settings.max_request_bytes))
+    return principal, parse_chat(body) if kind == "chat" else parse_completion(body)
+
+
+async def _answer(services: Services, principal: Principal, chat: ChatRequest) -> Response:
+    reserved: list[Reservation] = []
+    events = services.chat.stream(principal, chat, on_reserved=reserved.append)
     try:
-        principal = await authenticate_credential(services, head_credential(head))
-        body = parse_object(await read_body(receive, head, services.settings.max_request_bytes))
-        chat = parse_chat(body) if kind == "chat" else parse_completion(body)
-        reserved: list[Reservation] = []
-        events = services.chat.stream(principal, chat, on_reserved=reserved.append)
         first = await anext(events)
     except ChatgateError as exc:
         return error_response(exc)
@@ -333,18 +322,39 @@ async def _serve(scope: Scope, receive: Receive, kind: str) -> Response:
     return response
 
 
+def internal_error(scope: Scope) -> Response:
+    """The last resort: a bug answers a 500 in OpenAI's shape, its traceback kept in the log."""
+    log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+    return error_response(INTERNAL)
+
+
 class ChatEndpoint:
-    """``POST /v1/chat/completions`` or ``/v1/completions`` as a plain ASGI app."""
+    """``POST /v1/chat/completions`` or ``/v1/completions`` as a plain ASGI app.
+
+    From the moment the body is read, a ``ClientWatch`` cancels everything the request does
+    (the upstream call and its retries included) when the client leaves.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await _serve(scope, receive, self.kind)
+            principal, chat = await _prepare(scope, receive, self.kind)
         except ClientGone:
             return
-        await response(scope, receive, send)
+        except ChatgateError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        except Exception:
+            await internal_error(scope)(scope, receive, send)
+            return
+        with ClientWatch(receive):
+            try:
+                response = await _answer(scope["app"].state.services, principal, chat)
+            except Exception:
+                response = internal_error(scope)
+            await response(scope, receive, send)
 
 
 chat_completions = ChatEndpoint("chat")

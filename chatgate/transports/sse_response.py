@@ -2,14 +2,14 @@
 
 Starlette's ``StreamingResponse`` watches for the client leaving in an anyio task group, which
 costs a stream more than the chunks it writes. Here the chunks are written from the request's
-own task, one ``send`` each, and a single waiter on ``receive()`` notices ``http.disconnect``:
-it cancels the writing task at once, so the chat stream is closed while it waits on the model,
-the upstream call is cancelled and the partial reply is stored, as with any other cancellation.
+own task, one ``send`` each. The client leaving is noticed by the request's ``ClientWatch``
+(``asgi.py``), which covers the whole request, from the body read to the last chunk: it cancels
+the writing task at once, so the chat stream is closed while it waits on the model, the upstream
+call is cancelled and the partial reply is stored, as with any other cancellation.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -26,7 +26,10 @@ _END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class SSEResponse(Response):
-    """Writes ``chunks`` as they come; stops writing (and closes them) when the client goes."""
+    """Writes ``chunks`` as they come, and closes them however the writing ends.
+
+    Send it under a ``ClientWatch``: it does not watch for the client leaving by itself.
+    """
 
     media_type = "text/event-stream"
 
@@ -41,32 +44,10 @@ class SSEResponse(Response):
         if extra:  # e.g. x-ratelimit-*: a start message of its own, only when there are some
             self._start = {**_START, "headers": [*_HEADERS, *extra]}
         self.raw_headers = [*_HEADERS, *extra] if headers else _HEADERS
-        self._writing = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.current_task()
-        assert writer is not None
-        waiter = asyncio.create_task(self._cancel_when_gone(receive, writer))
-        try:
-            async with aclosing(self.chunks) as chunks:
-                await send(self._start)
-                async for chunk in chunks:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send(_END)
-        except asyncio.CancelledError:
-            if not waiter.done() or waiter.cancelled() or not waiter.result():
-                raise
-            if writer.uncancel():
-                raise
-        finally:
-            self._writing = False
-            waiter.cancel()
-
-    async def _cancel_when_gone(self, receive: Receive, writer: asyncio.Task[object]) -> bool:
-        """Wait for ``http.disconnect``; True when it came while the reply was being written."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not self._writing:
-            return False
-        writer.cancel()
-        return True
+        async with aclosing(self.chunks) as chunks:
+            await send(self._start)
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send(_END)
