@@ -10,7 +10,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -34,10 +35,15 @@ _UNSAFE_SECRETS = {"changeme", "secret", "changethis", ""}
 
 
 class Timeouts(BaseModel):
-    """Upstream timeouts in seconds: connect, first byte/token, idle between chunks, whole call."""
+    """Upstream timeouts in seconds: connect, first byte/token, idle between chunks, whole call.
+
+    ``first_token`` is what an interactive user waits for a reply to begin on one try: a large
+    model starts well within it, and a silent upstream is tried again (or the next deployment)
+    instead of leaving the user staring at nothing. Slow local servers set their own.
+    """
 
     connect: float = 10.0
-    first_token: float = 60.0
+    first_token: float = 20.0
     idle: float = 60.0
     total: float = 600.0
 
@@ -51,6 +57,8 @@ class Routing(BaseModel):
     between tries unless the upstream's ``retry-after`` says longer; a ``retry-after`` beyond
     ``max_retry_wait`` moves straight to the next deployment. ``breaker_failures`` failures in a
     row take a deployment out for ``breaker_cooldown`` seconds, after which one request probes it.
+    ``request_deadline`` bounds one request as a whole: every try, wait and fallback, and the
+    reply itself.
     """
 
     retries: int = Field(default=2, ge=0)
@@ -59,6 +67,7 @@ class Routing(BaseModel):
     max_retry_wait: float = Field(default=10.0, ge=0)
     breaker_failures: int = Field(default=3, ge=1)
     breaker_cooldown: float = Field(default=30.0, ge=0)
+    request_deadline: float = Field(default=600.0, gt=0)
 
 
 class ModelConfig(BaseModel):
@@ -144,6 +153,7 @@ class Settings(BaseSettings):
     routing: Routing = Field(default_factory=Routing)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     default_context_window: int = 8192
     max_history_turns: int | None = None
@@ -183,6 +193,22 @@ class Settings(BaseSettings):
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _alias_pairs(cls, value: Any) -> Any:
+        """``old=new,other=new`` in the environment; a table in TOML."""
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            alias, sep, target = part.partition("=")
+            if not sep or not alias.strip() or not target.strip():
+                raise ValueError(f"model alias {part.strip()!r} is not of the form old=new")
+            pairs[alias.strip()] = target.strip()
+        return pairs
 
     @field_validator("grpc_port", "port")
     @classmethod

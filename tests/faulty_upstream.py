@@ -54,15 +54,44 @@ class Act:
     payload: bytes = b""
     size: int = 0
     delay: float = 0.0
+    error: tuple[str | None, str | None, str | None] = (None, None, None)  # type, code, param
 
 
 def ok(delay: float = 0.0) -> Act:
     return Act("ok", delay=delay)
 
 
-def status(code: int, message: str = "upstream trouble", **headers: str) -> Act:
+def status(
+    code: int,
+    message: str = "upstream trouble",
+    *,
+    error_type: str | None = None,
+    error_code: str | None = None,
+    param: str | None = None,
+    **headers: str,
+) -> Act:
+    """An error answer in OpenAI's shape (``type`` as OpenAI sets it unless given)."""
     pairs = tuple((k.replace("_", "-"), v) for k, v in headers.items())
-    return Act("status", status=code, message=message, headers=pairs)
+    if error_type is None:
+        error_type = "server_error" if code >= 500 else "invalid_request_error"
+        error_type = "requests" if code == 429 else error_type
+    return Act(
+        "status",
+        status=code,
+        message=message,
+        headers=pairs,
+        error=(error_type, error_code, param),
+    )
+
+
+def page(code: int, body: bytes, content_type: str = "text/html") -> Act:
+    """An error answer that is not OpenAI's (a proxy's or a web server's own page)."""
+    return Act("status", status=code, payload=body, headers=(("content-type", content_type),))
+
+
+def malformed_whole(payload: bytes) -> Act:
+    """A non-streamed 200 whose body is ``payload`` (say, JSON that is not a reply)."""
+    return Act("malformed_whole", payload=payload)
 
 
 def stall() -> Act:
@@ -210,8 +239,13 @@ class FaultyUpstream:
         self._writers.add(writer)
         self.connections += 1
         try:
-            while await self._exchange(reader, writer):
-                pass
+            first = await reader.readexactly(1)
+            if first == b"\x16":  # a TLS hello: answered in plain HTTP, as such servers do
+                writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+                raise _Dropped
+            while await self._exchange(reader, writer, first):
+                first = b""
         except (asyncio.IncompleteReadError, ConnectionError, _Dropped):
             pass
         finally:
@@ -220,9 +254,12 @@ class FaultyUpstream:
             self._writers.discard(writer)
             writer.transport.abort()
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Read one request and act on it; False when the connection is done."""
-        head = await reader.readuntil(b"\r\n\r\n")
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes = b""
+    ) -> bool:
+        """Read one request (``first``: its first byte, when already read) and act on it;
+        False when the connection is done."""
+        head = first + await reader.readuntil(b"\r\n\r\n")
         request_line, *lines = head.decode("latin-1").split("\r\n")
         method, target, _ = request_line.split(" ", 2)
         headers = {}
@@ -260,9 +297,16 @@ class FaultyUpstream:
         if act.kind == "stall":
             await _until_gone(reader)
             raise _Dropped
+        if act.kind == "status" and act.payload:
+            await _raw(writer, act.status, act.payload, act.headers)
+            return True
         if act.kind == "status":
-            error = {"message": act.message, "type": "server_error", "param": None, "code": None}
+            kind, code, param = act.error
+            error = {"message": act.message, "type": kind, "param": param, "code": code}
             await _json(writer, act.status, {"error": error}, act.headers)
+            return True
+        if act.kind == "malformed_whole":
+            await _json_bytes(writer, 200, act.payload)
             return True
         chat = path.endswith("/chat/completions")
         model = str(body.get("model") or path.split("/deployments/")[-1].split("/")[0])
@@ -327,6 +371,18 @@ async def _json_bytes(
     writer.write(
         f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode()
+        + body
+    )
+    await writer.drain()
+
+
+async def _raw(
+    writer: asyncio.StreamWriter, code: int, body: bytes, headers: tuple[tuple[str, str], ...]
+) -> None:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    writer.write(
+        f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}\r\ncontent-length: {len(body)}\r\n"
+        f"{extra}\r\n".encode()
         + body
     )
     await writer.drain()

@@ -142,6 +142,7 @@ class UpstreamRateLimited(UpstreamError):
 
     code = "upstream_rate_limited"
     status = 429
+    error_type = "requests"
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -168,6 +169,18 @@ class UpstreamRejected(ChatgateError):
     def __init__(self, message: str, *, status: int = 400, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.status = status
+
+
+class UpstreamModelsUnknown(UpstreamUnavailable):
+    """A model name that is not known yet because an upstream's model list could not be read:
+    it may well be one of that upstream's, so "does not exist" would be wrong."""
+
+    code = "upstream_models_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamMisconfigured(UpstreamError):

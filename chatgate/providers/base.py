@@ -16,12 +16,16 @@ from chatgate.core.events import Delta
 
 @dataclass(slots=True)
 class UpstreamCall:
-    """One call to a provider. ``path`` is ``chat/completions`` or ``completions``."""
+    """One call to a provider. ``path`` is ``chat/completions`` or ``completions``.
+
+    ``deadline`` (event-loop time) is when the whole request must be over, whatever the
+    provider's own timeouts would allow: later tries get only what earlier ones left."""
 
     body: dict[str, Any]
     path: str = "chat/completions"
     wants_raw: bool = False
     client_usage: bool = False
+    deadline: float | None = None
 
 
 class Provider(Protocol):

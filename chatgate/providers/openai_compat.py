@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
+import aiohttp_socks
 import orjson
 
 from chatgate.core.errors import (
@@ -35,6 +37,24 @@ log = logging.getLogger("chatgate.upstream")
 _DONE = b"[DONE]"
 _RETRYABLE_5XX = frozenset((500, 502, 503, 504))
 
+# Every way of not getting a connection to the upstream at all (refused, DNS, TLS, a proxy that
+# is down or refuses, a connect timeout): each is "could not reach", retried and fallen back.
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp_socks.ProxyError,
+    aiohttp_socks.ProxyConnectionError,
+    aiohttp_socks.ProxyTimeoutError,
+)
+# What may go wrong once connected: the connection dropped, a broken HTTP answer, a reset.
+_EXCHANGE_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError)
+_READ_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_EXCHANGE_ERRORS)
+
+# What an upstream may set in an error object, and what it may not (it is shown to clients and
+# stored): short identifiers only.
+_IDENT = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,64}")
+_MESSAGE_LIMIT = 2000
+
 
 def _retry_after(headers: Any) -> float | None:
     """The upstream's pause hint: ``retry-after-ms`` (OpenAI) or ``retry-after`` in seconds
@@ -47,47 +67,102 @@ def _retry_after(headers: Any) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value) * scale)
+        seconds = float(value) * scale
     except ValueError:
         return None
+    return seconds if 0.0 <= seconds < 86_400 else None
 
 
-def _error_message(body: bytes) -> str:
+def _openai_error(body: bytes) -> dict[str, Any] | None:
+    """The upstream's error when it is one a model server writes (``{"error": {"message": …,
+    "type": …, "code": …, "param": …}}``, or the plain ``{"error": "…"}`` some servers send);
+    None for anything else (an HTML page, a proxy's own answer)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:300].decode(errors="replace").strip() or "no message"
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        if isinstance(data.get("message"), str):
-            return str(data["message"])
-    return "no message"
+        return None
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return err
+    if isinstance(err, str):
+        return {"message": err}
+    if isinstance(data.get("message"), str):
+        return {"message": data["message"]}
+    return None
 
 
-def upstream_status_error(name: str, status: int, body: bytes, headers: Any) -> ChatgateError:
-    """Translate an upstream HTTP error into what our client should be told."""
-    message = _error_message(body)
+def _ident(value: Any) -> str | None:
+    return value if isinstance(value, str) and _IDENT.fullmatch(value) else None
+
+
+def _error_message(body: bytes) -> str:
+    err = _openai_error(body)
+    return str(err["message"])[:_MESSAGE_LIMIT] if err is not None else "no message"
+
+
+def _redacted(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def upstream_status_error(
+    name: str, status: int, body: bytes, headers: Any, secrets: list[str] | None = None
+) -> ChatgateError:
+    """Translate an upstream HTTP error into what our client should be told.
+
+    An OpenAI-shaped error keeps its message, ``type``, ``code`` and ``param`` (clients branch
+    on ``context_length_exceeded``). Anything else (an HTML page, a proxy's answer) may be an
+    internal page: it is logged for the operator and the client is told only who failed how.
+    """
+    err = _openai_error(body)
+    if err is None or status in (401, 403):
+        text = body[:_MESSAGE_LIMIT].decode(errors="replace").strip()
+        log.warning(
+            "upstream %r answered HTTP %s: %s", name, status, _redacted(text, secrets or [])
+        )
     if status in (401, 403):
         return UpstreamMisconfigured(
             f"The gateway's credentials for upstream '{name}' were refused; "
             "an operator must fix the configuration."
         )
+    message = (
+        str(err["message"])[:_MESSAGE_LIMIT]
+        if err is not None
+        else f"Upstream '{name}' answered HTTP {status} (details are in the server log)."
+    )
+    exc: ChatgateError
     if status == 429:
-        return UpstreamRateLimited(
+        exc = UpstreamRateLimited(
             f"Upstream '{name}' is rate limiting: {message}", retry_after=_retry_after(headers)
         )
-    if status >= 500:
-        err = UpstreamUnavailable(f"Upstream '{name}' failed with HTTP {status}: {message}")
+    elif status >= 500:
+        exc = UpstreamUnavailable(f"Upstream '{name}' failed with HTTP {status}: {message}")
         # Only these say "try again"; a 501 or 505 will answer the same the next time.
-        err.retryable = status in _RETRYABLE_5XX
-        return err
-    if status == 404:
-        return ModelNotFound(message)
-    return UpstreamRejected(message, status=status if status in (400, 413, 422) else 400)
+        exc.retryable = status in _RETRYABLE_5XX
+    elif status == 404:
+        exc = ModelNotFound(message)
+    else:
+        exc = UpstreamRejected(message, status=status if status in (400, 413, 422) else 400)
+    if err is not None:
+        _keep_upstream_kind(exc, err)
+    return exc
+
+
+def _keep_upstream_kind(exc: ChatgateError, err: dict[str, Any]) -> None:
+    """The upstream's own ``type``, ``code`` and ``param``, where it gave sound ones."""
+    kind, code, param = _ident(err.get("type")), _ident(err.get("code")), _ident(err.get("param"))
+    if kind is not None:
+        exc.error_type = kind
+    if code is not None:
+        exc.code = code
+        if code == "insufficient_quota":
+            exc.retryable = False  # the upstream account is out of credit: asking again won't do
+    if param is not None:
+        exc.param = param
 
 
 class OpenAICompatProvider:
@@ -172,13 +247,19 @@ class OpenAICompatProvider:
             ) as resp:
                 body = await resp.read()
                 if resp.status != 200:
-                    raise upstream_status_error(self.name, resp.status, body, resp.headers)
+                    raise upstream_status_error(
+                        self.name, resp.status, body, resp.headers, self._keys
+                    )
             data = orjson.loads(body).get("data") or []
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(f"could not list models of upstream '{self.name}'") from exc
-        except (orjson.JSONDecodeError, AttributeError) as exc:
+            return [str(m["id"])[:256] for m in data if isinstance(m, dict) and "id" in m]
+        except ChatgateError:
+            raise
+        except _CONNECT_ERRORS as exc:
+            raise UpstreamUnavailable(f"could not connect to upstream '{self.name}'") from exc
+        except _READ_ERRORS as exc:
+            raise UpstreamUnavailable(f"upstream '{self.name}' did not list its models") from exc
+        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
             raise UpstreamError(f"upstream '{self.name}' sent a malformed model list") from exc
-        return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
 
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[Delta, None]:
         body = dict(call.body)
@@ -195,6 +276,8 @@ class OpenAICompatProvider:
         timeouts = self.config.timeouts
         now = asyncio.get_running_loop().time()
         end = now + timeouts.total
+        if call.deadline is not None and call.deadline < end:
+            end = call.deadline
         if not streaming:
             yield await self._whole(url, payload, call, end)
             return
@@ -205,20 +288,30 @@ class OpenAICompatProvider:
                 resp = await self._client().post(
                     url, data=payload, headers=self._headers(), proxy=self._proxy
                 )
+        except _CONNECT_ERRORS as exc:
+            raise self._unreachable(exc) from exc
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"could not reach upstream '{self.name}'") from exc
+            raise self._stalled(first, first, end) from exc
+        except _EXCHANGE_ERRORS as exc:
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' dropped the connection before answering"
+            ) from exc
         async with resp:
             if resp.status != 200:
                 try:
                     async with asyncio.timeout_at(end):
                         raw = await resp.read()
-                except (TimeoutError, aiohttp.ClientError):
+                except _READ_ERRORS:
                     raw = b""
-                raise upstream_status_error(self.name, resp.status, raw, resp.headers)
+                raise upstream_status_error(self.name, resp.status, raw, resp.headers, self._keys)
             async for delta in self._relay(resp, call, first, end):
                 yield delta
+
+    def _unreachable(self, exc: BaseException) -> UpstreamUnavailable:
+        """No connection at all: the cause is logged for the operator (the client learns only
+        that the upstream could not be reached)."""
+        log.warning("could not reach upstream %r: %s: %s", self.name, type(exc).__name__, exc)
+        return UpstreamUnavailable(f"could not reach upstream '{self.name}'")
 
     async def _whole(self, url: str, payload: bytes, call: UpstreamCall, until: float) -> Delta:
         """A reply that is not streamed: asked and read under one deadline."""
@@ -232,30 +325,20 @@ class OpenAICompatProvider:
                     if resp.status != 200:
                         try:
                             raw = await resp.read()
-                        except aiohttp.ClientError:
+                        except _EXCHANGE_ERRORS:
                             raw = b""
-                        raise upstream_status_error(self.name, resp.status, raw, resp.headers)
+                        raise upstream_status_error(
+                            self.name, resp.status, raw, resp.headers, self._keys
+                        )
                     raw = await resp.read()
+        except _CONNECT_ERRORS as exc:
+            raise self._unreachable(exc) from exc
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            if not reached:
-                raise UpstreamUnavailable(f"could not reach upstream '{self.name}'") from exc
-            raise UpstreamUnavailable(f"upstream '{self.name}' broke off its answer") from exc
-        try:
-            data = orjson.loads(raw)
-            choice = data["choices"][0]
-            message = choice.get("message") or {}
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise UpstreamError(f"upstream '{self.name}' sent a malformed reply") from exc
-        text = message.get("content") if "message" in choice else choice.get("text")
-        return Delta(
-            text or "",
-            message.get("tool_calls"),
-            raw if call.wants_raw else None,
-            choice.get("finish_reason") or "stop",
-            _usage(data.get("usage")),
-        )
+            raise self._stalled(until, until, until) from exc
+        except _EXCHANGE_ERRORS as exc:
+            what = "broke off its answer" if reached else "dropped the connection before answering"
+            raise UpstreamUnavailable(f"upstream '{self.name}' {what}") from exc
+        return whole_reply(self.name, raw, call.wants_raw)
 
     async def _relay(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, first: float, end: float
@@ -339,13 +422,17 @@ class OpenAICompatProvider:
             deadlines.close()
 
     def _stalled(self, deadline: float, first: float, end: float) -> UpstreamTimeout:
+        """The timeout for a read that did not come by ``deadline``. Once the total time (or
+        the request's deadline) is used up, trying again cannot help: it is not retried."""
         if deadline >= end:
-            what = "took longer than its total time limit"
+            what = "took longer than its time limit"
         elif deadline == first:
             what = "stalled waiting for the first token"
         else:
             what = "stalled waiting for the next chunk"
-        return UpstreamTimeout(f"upstream '{self.name}' {what}")
+        exc = UpstreamTimeout(f"upstream '{self.name}' {what}")
+        exc.retryable = deadline < end
+        return exc
 
     def _check_events(self, data: bytes, limit: int) -> None:
         """A read larger than the limit: no event in it may be (whatever the read boundaries)."""
@@ -372,13 +459,94 @@ def _event_boundary(buf: bytes | bytearray, start: int) -> int:
     return lf + 2 if lf >= 0 else -1
 
 
+# Bounds on what an upstream says, so that nothing it sends can break what is counted or stored.
+MAX_TOKENS = 2**31 - 1
+MAX_FINISH = 32
+MAX_TOOL_CALLS = 128
+MAX_TOOL_FIELD = 256
+_FINISH = re.compile(rf"[a-z0-9_\-]{{1,{MAX_FINISH}}}")
+_KNOWN_FINISH = frozenset(("stop", "length", "tool_calls", "content_filter", "function_call"))
+
+
 def _usage(data: Any) -> Usage | None:
+    """The upstream's token counts, if they can be trusted: whole numbers from 0 to
+    ``MAX_TOKENS``. Otherwise None, and the reply's usage is estimated instead."""
     if not isinstance(data, dict):
         return None
-    return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-    )
+    prompt = data.get("prompt_tokens", 0)
+    completion = data.get("completion_tokens", 0)
+    if (
+        type(prompt) is not int
+        or type(completion) is not int
+        or not 0 <= prompt <= MAX_TOKENS
+        or not 0 <= completion <= MAX_TOKENS
+    ):
+        log.warning("upstream usage not used (estimated instead): %.200r", data)
+        return None
+    return Usage(prompt, completion)
+
+
+def _finish(value: Any) -> str | None:
+    """A finish reason as stored and shown: a short lower-case word ("stop", "length", or a
+    server's own such as "eos"); anything else that says "finished" becomes "stop"."""
+    if type(value) is str:
+        return value if value in _KNOWN_FINISH or _FINISH.fullmatch(value) else "stop"
+    return "stop" if value else None
+
+
+def _tool_calls(value: Any) -> list[dict[str, Any]]:
+    """Tool calls as relayed and stored: a bounded list of dicts with bounded fields (what
+    does not fit is left out). Raises ``TypeError`` for anything that is not such a list."""
+    if type(value) is not list or len(value) > MAX_TOOL_CALLS:
+        raise TypeError("tool_calls is not a list of calls")
+    calls = []
+    for call in value:
+        if type(call) is not dict:
+            raise TypeError("a tool call is not an object")
+        clean: dict[str, Any] = {}
+        index = call.get("index")
+        if type(index) is int and 0 <= index < MAX_TOOL_CALLS:
+            clean["index"] = index
+        for field in ("id", "type"):
+            text = call.get(field)
+            if type(text) is str and len(text) <= MAX_TOOL_FIELD:
+                clean[field] = text
+        function = call.get("function")
+        if type(function) is dict:
+            fn: dict[str, str] = {}
+            name = function.get("name")
+            if type(name) is str and len(name) <= MAX_TOOL_FIELD:
+                fn["name"] = name
+            arguments = function.get("arguments")
+            if type(arguments) is str:  # bounded by the event size limit
+                fn["arguments"] = arguments
+            clean["function"] = fn
+        calls.append(clean)
+    return calls
+
+
+def whole_reply(name: str, raw: bytes, wants_raw: bool = False) -> Delta:
+    """A reply that was not streamed, read and checked; ``UpstreamError`` when it is not a
+    chat or completion reply. Trying again would get the same: it is not retried."""
+    try:
+        data = orjson.loads(raw)
+        choice = data["choices"][0]
+        if "message" in choice:
+            message = choice["message"] or {}
+            text = message.get("content")
+            tools = message.get("tool_calls")
+        else:
+            text, tools = choice.get("text"), None
+        if text is not None and type(text) is not str:
+            raise TypeError("the reply's text is not a string")
+        tool_calls = _tool_calls(tools) if tools else None
+        finish = _finish(choice.get("finish_reason")) or "stop"
+        usage = _usage(data.get("usage"))
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        error = UpstreamError(f"upstream '{name}' sent a malformed reply")
+        error.retryable = False
+        raise error from exc
+    return Delta(text or "", tool_calls, raw if wants_raw else None, finish, usage)
 
 
 class _BadLine(Exception):
@@ -442,8 +610,7 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
         if type(event) is not dict:
             raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data"))
         if "error" in event:
-            message = _error_message(line[5:])
-            raise _BadLine(line, UpstreamError(f"upstream '{name}' reported: {message}"))
+            raise _BadLine(line, _stream_error(name, line[5:]))
         if event.get("usage"):
             usage = _usage(event["usage"])
             if not event.get("choices") and not call.client_usage:
@@ -456,13 +623,15 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
                 if delta is not None:
                     content = delta.get("content")
                     if content:
+                        if type(content) is not str:
+                            raise TypeError
                         text = text + content if text else content
                     if delta.get("tool_calls"):
-                        tool_calls = [*(tool_calls or ()), *delta["tool_calls"]]
+                        tool_calls = [*(tool_calls or ()), *_tool_calls(delta["tool_calls"])]
                 elif choice.get("text"):
                     text += choice["text"]
                 if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+                    finish = _finish(choice["finish_reason"])
         except (AttributeError, TypeError):
             raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data")) from None
     raw: bytes | None = None
@@ -472,6 +641,16 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
         return None, done
     # Positional: keyword arguments cost a chunk twice as much to build.
     return Delta(text, tool_calls, raw, finish, usage), done
+
+
+def _stream_error(name: str, data: bytes) -> UpstreamError:
+    """An error the upstream sent as an event, with its own type, code and param if sound."""
+    err = _openai_error(data)
+    message = str(err["message"])[:_MESSAGE_LIMIT] if err is not None else "no message"
+    exc = UpstreamError(f"upstream '{name}' reported: {message}")
+    if err is not None:
+        _keep_upstream_kind(exc, err)
+    return exc
 
 
 def _without(complete: bytes, drop: list[bytes]) -> bytes:

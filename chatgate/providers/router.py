@@ -19,9 +19,15 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from chatgate.core.accounts import Principal
-from chatgate.core.errors import ChatgateError, ModelNotFound, UpstreamCoolingDown
+from chatgate.core.errors import (
+    ChatgateError,
+    ModelNotFound,
+    UpstreamCoolingDown,
+    UpstreamModelsUnknown,
+)
 from chatgate.core.events import Delta
 from chatgate.providers.base import Provider, UpstreamCall
 from chatgate.providers.demo import DEMO_MODEL, DemoProvider
@@ -30,6 +36,11 @@ from chatgate.providers.routing import Backoff, DeploymentKey, Health, counts_ag
 from chatgate.settings import ModelConfig, ProviderConfig, Settings
 
 log = logging.getLogger("chatgate.router")
+
+# An upstream whose model list could not be read is asked again after this many seconds,
+# doubled each time up to the most.
+LIST_RETRY_FIRST = 1.0
+LIST_RETRY_MAX = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,9 @@ class ModelRegistry:
         self._retiring: set[Provider] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._unlisted: dict[str, str] = {}  # provider -> why its model list could not be read
+        self._relisting: dict[str, asyncio.Task[None]] = {}
+        self._relist_at: dict[str, float] = {}
         self.config_lock = asyncio.Lock()
         self._swap(settings)
 
@@ -99,10 +113,11 @@ class ModelRegistry:
             self._refresher = asyncio.create_task(self._refresh_forever(), name="model-refresh")
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        for task in [self._refresher, *self._relisting.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for task in list(self._closing):
             await task
         for provider in {*self.providers.values(), *self._retiring}:
@@ -112,21 +127,82 @@ class ModelRegistry:
         return [n for n, c in self._configs.items() if c.discover_models and c.kind != "demo"]
 
     async def refresh(self, names: list[str] | None = None) -> None:
-        """Ask each upstream for its models; one that does not answer keeps its last list."""
+        """Ask each upstream for its models; one that does not answer keeps its last list and
+        is asked again soon (see ``_relist``)."""
         for name in self._discoverable() if names is None else names:
-            provider = self.providers.get(name)
-            if provider is None:
-                continue
-            try:
-                self._discovered[name] = await provider.list_models()
-            except ChatgateError as exc:
-                log.warning("could not list the models of upstream %r: %s", name, exc.message)
+            await self._list(name, LIST_RETRY_FIRST)
         self._rebuild()
+
+    async def _list(self, name: str, retry_in: float) -> bool:
+        """Read one upstream's model list. Whatever goes wrong is logged (which URL, and why)
+        and retried in ``retry_in`` seconds: nothing an upstream does may stop the server."""
+        provider = self.providers.get(name)
+        if provider is None:
+            return True
+        try:
+            self._discovered[name] = await provider.list_models()
+        except Exception as exc:
+            self._unlisted[name] = exc.message if isinstance(exc, ChatgateError) else "failed"
+            log.warning(
+                "could not list the models of upstream %r at %s: %s; trying again in %.0fs",
+                name,
+                self._models_url(name),
+                self._why(name, exc),
+                retry_in,
+                exc_info=not isinstance(exc, ChatgateError),
+            )
+            self._retry_listing(name)
+            return False
+        self._unlisted.pop(name, None)
+        return True
+
+    def _models_url(self, name: str) -> str:
+        """Where the model list is read, without credentials or query."""
+        url = urlsplit(self._configs[name].base_url)
+        host = url.hostname or ""
+        netloc = f"{host}:{url.port}" if url.port else host
+        return urlunsplit((url.scheme, netloc, url.path.rstrip("/") + "/models", "", ""))
+
+    def _why(self, name: str, exc: BaseException) -> str:
+        """The causes of a failure, for the operator, with the provider's keys blanked."""
+        parts: list[str] = []
+        seen: BaseException | None = exc
+        while seen is not None and len(parts) < 4:
+            parts.append(f"{type(seen).__name__}: {seen}")
+            seen = seen.__cause__ or seen.__context__
+        text = " <- ".join(parts)
+        for key in self._configs[name].api_keys:
+            secret = key.get_secret_value()
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _retry_listing(self, name: str) -> None:
+        if name in self._relisting:
+            return
+        task = asyncio.get_running_loop().create_task(self._relist(name), name=f"relist-{name}")
+        self._relisting[name] = task
+        task.add_done_callback(lambda _: self._relisting.pop(name, None))
+
+    async def _relist(self, name: str) -> None:
+        """Ask an upstream whose list could not be read again, soon and then less often, until
+        it answers (an upstream down at start is served as soon as it is back)."""
+        delay = LIST_RETRY_FIRST
+        while name in self._discoverable():
+            self._relist_at[name] = time.monotonic() + delay
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LIST_RETRY_MAX)
+            if await self._list(name, delay):
+                self._rebuild()
+                return
 
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.models_refresh_seconds)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("the model refresh failed; it runs again in due time")
 
     # ---- configuration, replaced while serving ----------------------------------------------
 
@@ -145,6 +221,7 @@ class ModelRegistry:
         for name, provider in old_providers.items():
             if self.providers.get(name) is not provider:
                 self._discovered.pop(name, None)
+                self._unlisted.pop(name, None)
                 self.health.forget(name)
                 self._retire(provider)
         await self.refresh([n for n in changed if n in self._discoverable()])
@@ -213,16 +290,34 @@ class ModelRegistry:
             route = _configured_route(config, providers, now)
             for name in (config.name, *config.aliases):
                 routes[name] = route
+        for alias, target in settings.model_aliases.items():
+            if target in routes:
+                routes[alias] = routes[target]
         return routes
 
     def resolve(self, model: str, principal: Principal | None = None) -> ModelRoute:
         route = self._routes.get(model)
+        if route is None and self._unlisted:
+            self._not_listed_yet(model)
         if route is None or not route.allows(principal):
             raise ModelNotFound(
                 f"The model `{model}` does not exist or you do not have access to it.",
                 param="model",
             )
         return route
+
+    def _not_listed_yet(self, model: str) -> None:
+        """An unknown name while an upstream has never listed its models may be one of them:
+        say so (503) rather than "does not exist"."""
+        for name, why in self._unlisted.items():
+            if name in self._discovered or name not in self._configs:
+                continue
+            retry_at = self._relist_at.get(name)
+            raise UpstreamModelsUnknown(
+                f"The model `{model}` is not known yet: the model list of upstream '{name}' "
+                f"could not be read ({why}). Try again shortly.",
+                retry_after=max(0.0, retry_at - time.monotonic()) if retry_at else None,
+            )
 
     def routes(self) -> list[ModelRoute]:
         return list(self._routes.values())
@@ -239,10 +334,15 @@ class ModelRegistry:
         Until the first piece has been yielded, a retryable failure is tried again on the same
         deployment (with backoff) and then on the next one; a deployment whose breaker is open
         is skipped. After the first piece, and for any failure that is not retryable, the error
-        goes to the caller as it is: nothing that may have been acted on is sent twice.
+        goes to the caller as it is: nothing that may have been acted on is sent twice. The
+        whole request, every try, wait and fallback included, ends by ``request_deadline``.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.routing.request_deadline
         last: ChatgateError | None = None
         for deployment in route.deployments:
+            if last is not None and loop.time() >= deadline:
+                break
             key = deployment.key
             provider = deployment.provider
             tries = 0
@@ -253,7 +353,9 @@ class ModelRegistry:
                 self._in_use[provider] = self._in_use.get(provider, 0) + 1
                 try:
                     body = dict(call.body, model=deployment.upstream_model)
-                    attempt = UpstreamCall(body, call.path, call.wants_raw, call.client_usage)
+                    attempt = UpstreamCall(
+                        body, call.path, call.wants_raw, call.client_usage, deadline
+                    )
                     async with aclosing(provider.stream(attempt)) as pieces:
                         async for piece in pieces:
                             if not started:
@@ -264,7 +366,7 @@ class ModelRegistry:
                 except ChatgateError as exc:
                     if counts_against(exc):
                         judged = True
-                        self.health.failed(key, self._rest_for(exc))
+                        self._judge(key, exc, again=last_here is not None)
                     if started or not exc.retryable:
                         raise
                     last = last_here = exc
@@ -272,9 +374,8 @@ class ModelRegistry:
                     if not judged:
                         self.health.release(key)
                     self._done_with(provider)
-                assert last_here is not None
                 wait = self.backoff.delay(tries, last_here)
-                if wait is None:
+                if wait is None or not self._may_wait(key, wait, deadline):
                     break
                 log.warning(
                     "upstream %r failed (%s); trying it again in %.2fs",
@@ -297,12 +398,24 @@ class ModelRegistry:
             )
         raise last
 
-    def _rest_for(self, exc: ChatgateError) -> float | None:
-        """An upstream asking for a longer pause than we would wait gets it, as a cooldown."""
+    def _judge(self, key: DeploymentKey, exc: ChatgateError, *, again: bool) -> None:
+        """Record a failure: an upstream's own pause is honoured as it is, anything else is
+        evidence for the breaker (once per request)."""
         hinted: float | None = getattr(exc, "retry_after", None)
-        if hinted is not None and hinted > self.settings.routing.max_retry_wait:
-            return hinted
-        return None
+        if hinted is not None:
+            self.health.rest(key, hinted)
+        else:
+            self.health.failed(key, again=again)
+
+    def _may_wait(self, key: DeploymentKey, wait: float, deadline: float) -> bool:
+        """Whether to wait ``wait`` seconds and try the same deployment again: not when its
+        breaker has opened meanwhile (it would refuse the try), nor past the deadline."""
+        if asyncio.get_running_loop().time() + wait >= deadline:
+            return False
+        if self.health.admits(key):
+            return True
+        retry_in = self.health.retry_in(key)
+        return retry_in is not None and self.health.state(key) == "resting" and retry_in <= wait
 
     def _done_with(self, provider: Provider) -> None:
         left = self._in_use[provider] - 1

@@ -2,8 +2,11 @@
 
 ``Backoff`` says how long to wait before the next try on the same deployment (exponential with
 full jitter, or the upstream's own ``retry-after``). ``Health`` keeps one circuit breaker per
-deployment: closed while it answers, open for a cooldown after it keeps failing, then half-open,
-letting a single request probe it. A healthy deployment costs one dictionary look-up per request.
+deployment: closed while it answers, open for a cooldown once ``breaker_failures`` requests in a
+row have failed on it (the retries of one request are one piece of evidence, not several), then
+half-open, letting a single request probe it. An upstream that asks for a pause (a 429 with
+``retry-after``) is rested for exactly that long, which is not counted as a failure. A healthy
+deployment costs one dictionary look-up per request.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class _Breaker:
     failures: int = 0
     open_until: float | None = None
     probing: bool = False
+    rest_until: float = 0.0
 
 
 class Health:
@@ -59,12 +63,26 @@ class Health:
     def acquire(self, key: DeploymentKey) -> bool:
         """May a request go to this deployment now? A half-open one admits a single probe."""
         breaker = self._breakers.get(key)
-        if breaker is None or breaker.open_until is None:
+        if breaker is None:
             return True
-        if self.now() < breaker.open_until or breaker.probing:
+        if not self._admits(breaker):
             return False
-        breaker.probing = True
+        if breaker.open_until is not None:
+            breaker.probing = True
         return True
+
+    def admits(self, key: DeploymentKey) -> bool:
+        """Would ``acquire`` let a request through now? (Asked before waiting to try again.)"""
+        breaker = self._breakers.get(key)
+        return breaker is None or self._admits(breaker)
+
+    def _admits(self, breaker: _Breaker) -> bool:
+        now = self.now()
+        if now < breaker.rest_until:
+            return False
+        if breaker.open_until is None:
+            return True
+        return now >= breaker.open_until and not breaker.probing
 
     def release(self, key: DeploymentKey) -> None:
         """A probe that ended without a verdict (the client went away): let another one try."""
@@ -73,34 +91,54 @@ class Health:
             breaker.probing = False
 
     def succeeded(self, key: DeploymentKey) -> None:
-        if key in self._breakers:
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            return
+        if breaker.rest_until > self.now():
+            # A request that was already under way answered; the pause asked for still holds.
+            breaker.failures, breaker.open_until, breaker.probing = 0, None, False
+        else:
             del self._breakers[key]
 
-    def failed(self, key: DeploymentKey, rest: float | None = None) -> None:
-        """Count a failure; open the breaker at the threshold, after a failed probe, or when
-        the upstream itself asked for ``rest`` seconds."""
+    def failed(self, key: DeploymentKey, *, again: bool = False) -> None:
+        """Count a failed request; open the breaker at the threshold or after a failed probe.
+
+        ``again`` is a further failure of a request already counted here (one of its retries):
+        it is not more evidence against the deployment, so it only ends a probe."""
         breaker = self._breakers.setdefault(key, _Breaker())
-        breaker.failures += 1
         was_probe = breaker.probing
         breaker.probing = False
-        cooldown = self.config.breaker_cooldown
-        if rest is not None:
-            breaker.open_until = self.now() + max(rest, 0.0)
-        elif was_probe or breaker.failures >= self.config.breaker_failures:
-            breaker.open_until = self.now() + cooldown
+        if not again:
+            breaker.failures += 1
+        if was_probe or breaker.failures >= self.config.breaker_failures:
+            breaker.open_until = self.now() + self.config.breaker_cooldown
+
+    def rest(self, key: DeploymentKey, seconds: float) -> None:
+        """The upstream asked for a pause (``retry-after``): no request goes there for exactly
+        that long. It is not a failure: a deployment is not broken for being busy."""
+        breaker = self._breakers.setdefault(key, _Breaker())
+        breaker.rest_until = max(breaker.rest_until, self.now() + max(seconds, 0.0))
+        breaker.probing = False
 
     def retry_in(self, key: DeploymentKey) -> float | None:
-        """Seconds until an open breaker lets a probe through; None when closed."""
+        """Seconds until a request may go to this deployment again; None when it may now."""
         breaker = self._breakers.get(key)
-        if breaker is None or breaker.open_until is None:
+        if breaker is None:
             return None
-        return max(0.0, breaker.open_until - self.now())
+        until = max(breaker.rest_until, breaker.open_until or 0.0)
+        now = self.now()
+        return until - now if until > now else (None if breaker.open_until is None else 0.0)
 
     def state(self, key: DeploymentKey) -> str:
         breaker = self._breakers.get(key)
-        if breaker is None or breaker.open_until is None:
+        if breaker is None:
             return "closed"
-        return "open" if self.now() < breaker.open_until else "half-open"
+        now = self.now()
+        if breaker.open_until is not None and now < breaker.open_until:
+            return "open"
+        if now < breaker.rest_until:
+            return "resting"
+        return "closed" if breaker.open_until is None else "half-open"
 
     def troubled(self) -> list[DeploymentKey]:
         """Deployments with a failure on record."""

@@ -23,10 +23,13 @@ from faulty_upstream import (
     hang_up,
     huge,
     ok,
+    page,
     stall,
     stall_after,
     status,
 )
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from support import Gateway
 from upstream_rig import (
     EVENT_LIMIT,
@@ -42,6 +45,8 @@ from chatgate.core.errors import ChatgateError
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.tokens import estimate_tokens
 from chatgate.transports.protos import chatgate_v1_pb2, chatgate_v1_pb2_grpc
+
+HTML_PAGE = b"<html><body><h1>502 Bad Gateway</h1>nginx at intranet-gw-3</body></html>"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Fault:
     status: int = 200
     code: str | None = None
     refuse: bool = False
+    error_type: str | None = None
+    param: str | None = None
+    hidden: str | None = None  # text of the upstream's answer the client must not see
 
 
 FAULTS = [
@@ -90,6 +98,22 @@ FAULTS = [
           "chain", "refused", status=400, code="upstream_rejected"),
     Fault("401-is-our-misconfiguration", (status(401, "Incorrect API key provided: key-a"),),
           "chain", "refused", status=502, code="upstream_misconfigured"),
+    Fault("400-keeps-the-upstreams-code-and-param",
+          (status(400, "maximum context length is 8192 tokens",
+                  error_code="context_length_exceeded", param="messages"),),
+          "chain", "refused", status=400, code="context_length_exceeded",
+          error_type="invalid_request_error", param="messages"),
+    Fault("429-keeps-the-upstreams-type-and-code",
+          (status(429, "Rate limit reached", error_code="rate_limit_exceeded",
+                  retry_after_ms="10"),) * 2,
+          "solo", "refused", status=429, code="rate_limit_exceeded", error_type="requests",
+          primary_calls=2),
+    Fault("502-html-page-is-not-shown", (page(502, HTML_PAGE),) * 2, "solo", "refused",
+          status=502, code="upstream_unavailable", error_type="server_error", primary_calls=2,
+          hidden="intranet"),
+    Fault("403-proxy-page-is-not-shown", (page(403, b"Forbidden by proxy at 10.0.0.7",
+                                                "text/plain"),),
+          "chain", "refused", status=502, code="upstream_misconfigured", hidden="10.0.0.7"),
     Fault("cut-before-first-chunk-retried", (cut_after(0),), "solo", "ok", primary_calls=2),
     Fault("cut-mid-stream", (cut_after(6),), "chain", "broken", code="upstream_error"),
     Fault("ends-early-without-finish", (end_after(6),), "chain", "broken", code="upstream_error"),
@@ -201,8 +225,15 @@ def test_fault_over_the_openai_api(rig: Gateway, fault_on: Fault) -> None:
         assert exc.status_code == fault.status
         assert exc.code == fault.code
         assert "key-a" not in exc.message
-        if fault.code == "upstream_rejected":
+        if fault.code in ("upstream_rejected", "context_length_exceeded"):
             assert "maximum context length is 8192 tokens" in exc.message
+        error = exc.body if isinstance(exc.body, dict) else {}
+        if fault.error_type is not None:
+            assert error.get("type") == fault.error_type
+        assert error.get("param") == fault.param
+        if fault.hidden is not None:
+            assert fault.hidden not in exc.message
+            assert "primary" in exc.message, "the message names the upstream that failed"
     except openai.APIError as exc:
         assert fault.outcome == "broken", exc
         assert "".join(texts), "part of the reply arrived before the error"
@@ -249,6 +280,8 @@ def test_fault_through_the_core(rig: Gateway, fault_on: Fault) -> None:
         assert fault.outcome == "refused", exc
         assert (exc.status, exc.code) == (fault.status, fault.code)
         assert "key-a" not in exc.message
+        if fault.hidden is not None:
+            assert fault.hidden not in exc.message
         _check_books(rig, user, fault, 0)
         return
     text = "".join(p.text for p in pieces)
@@ -353,6 +386,8 @@ def test_fault_over_the_websocket(rig: Gateway, fault_on: Fault) -> None:
         return
     assert (frame["type"], frame["code"]) == ("error", fault.code)
     assert "key-a" not in frame["message"]
+    if fault.hidden is not None:
+        assert fault.hidden not in frame["message"]
     if fault.outcome == "refused":
         assert not texts
     else:
@@ -453,6 +488,13 @@ def test_fault_over_grpc(rig: Gateway, fault_on: Fault) -> None:
     # reply had started).
     assert ended is not None and fault.code in repr(ended.trailing_metadata())
     assert "key-a" not in (ended.details() or "")
+    status_details = rpc_status.from_call(ended)  # type: ignore[arg-type]
+    assert status_details is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status_details.details[0].Unpack(info)
+    assert info.reason == fault.code
+    if fault.hidden is not None:
+        assert fault.hidden not in (ended.details() or "")
     if fault.outcome == "refused":
         assert not events
     else:

@@ -86,7 +86,7 @@ def test_a_probe_that_ends_without_a_verdict_lets_the_next_one_try() -> None:
 def test_an_upstream_that_asks_for_a_long_pause_is_rested_that_long() -> None:
     clock = Clock()
     health = Health(Routing(breaker_failures=10, breaker_cooldown=5), now=clock)
-    health.failed(KEY, rest=120)
+    health.rest(KEY, 120)
     clock.at += 100
     assert not health.acquire(KEY)
     clock.at += 21
