@@ -210,8 +210,12 @@ def users_create(
 
 @users_app.command("list")
 def users_list() -> None:
-    """List users with their quotas."""
-    users = with_services(lambda s: s.accounts.list_users())
+    """List users with the limits that apply to them (their own, or which default)."""
+
+    async def action(s: Services) -> list[tuple[UserInfo, dict[str, str]]]:
+        return [(u, _limits_shown(s, u)) for u in await s.accounts.list_users()]
+
+    users = with_services(action)
     table = new_table(
         "id",
         "name",
@@ -262,8 +266,25 @@ def users_set_quota(
 ) -> None:
     """Set a user's limits; a value of -1 removes that limit, an omitted one is unchanged."""
     values = _given_limits(daily_requests, daily_tokens, rpm, max_streams)
-    info = with_services(lambda s: s.accounts.set_quota(name, **values))
-    console.print(f"quota of {info.name}: {_quota_text(info.quota, 'default')}")
+
+    async def action(s: Services) -> dict[str, str]:
+        return _limits_shown(s, await s.accounts.set_quota(name, **values))
+
+    shown = with_services(action)
+    console.print(f"quota of {name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+def _limits_shown(services: Services, user: UserInfo) -> dict[str, str]:
+    """A user's limits as they apply: a number or "unlimited", and where it comes from when
+    it is not their own ("10 (default)", "unlimited (admin)")."""
+    effective = services.accounts.limits_for(user.role, user.quota)
+    source = " (admin)" if user.role == "admin" else " (default)"
+    shown = {}
+    for field, own in user.quota.items():
+        value = getattr(effective, field)
+        text = "unlimited" if value is None else str(value)
+        shown[field] = text if own is not None else text + source
+    return shown
 
 
 def _quota_text(quota: dict[str, int | None], unset: str) -> str:

@@ -56,8 +56,9 @@ class Limits:
 class Principal:
     """Who is asking: the user, the key (if any) and the limits that apply to them.
 
-    ``limits`` are the user's (their own, else the defaults); ``key_limits`` are the extra
-    limits set on the key in use, which bind that key's requests on top of the user's.
+    ``limits`` are the user's (their own, else the defaults, which administrators do not
+    get); ``key_limits`` are the extra limits set on the key in use, which bind that key's
+    requests on top of the user's.
     ``session_id`` is the ``jti`` of the login token in use, if that is how they came.
     """
 
@@ -290,15 +291,10 @@ class AccountService:
         key_limits: dict[str, int | None],
         session_id: str | None = None,
     ) -> Principal:
-        """The user's limits (their own, else the defaults; negative means none) and the
-        key's own extra limits (only those set on the key)."""
-        values: dict[str, int | None] = {}
+        """The user's limits (see ``limits_for``) and the key's own extra limits (only those
+        set on the key)."""
         key_values: dict[str, int | None] = {}
         for name in QUOTA_FIELDS:
-            value = user_limits[name]
-            if value is None:
-                value = getattr(self.default_limits, name)
-            values[name] = value if value is None or value >= 0 else None
             own = key_limits.get(name)
             key_values[name] = own if own is not None and own >= 0 else None
         return Principal(
@@ -306,11 +302,23 @@ class AccountService:
             username=username,
             role=role,
             key_id=key_id,
-            limits=Limits(**values),
+            limits=self.limits_for(role, user_limits),
             token_version=token_version,
             key_limits=Limits(**key_values),
             session_id=session_id,
         )
+
+    def limits_for(self, role: str, own: dict[str, int | None]) -> Limits:
+        """A user's effective limits: their own where set (negative means none), else the
+        defaults for a user; an administrator has none unless their own are set, so the
+        defaults meant for users never lock out the people who manage them."""
+        values: dict[str, int | None] = {}
+        for name in QUOTA_FIELDS:
+            value = own.get(name)
+            if value is None and role != "admin":
+                value = getattr(self.default_limits, name)
+            values[name] = value if value is None or value >= 0 else None
+        return Limits(**values)
 
     def invalidate(
         self,

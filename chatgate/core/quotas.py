@@ -2,7 +2,8 @@
 
 Limits: requests and tokens per day (the day turns at midnight in the configured zone),
 requests per minute, and streams open at once. The user's limits bind every request of theirs;
-a key's own limits bind that key's requests as well.
+a key's own limits bind that key's requests as well. What the caller is told (``RateFacts``,
+the x-ratelimit-* headers) describes whichever of these binds: the one with the least left.
 
 No request waits on the database: counters live in a backend (in process by default, Redis when
 several instances share the load), and a scope's counters are seeded from the usage books once
@@ -13,7 +14,8 @@ awaits, so it is safe in the ``finally`` of a stream that is being cancelled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from chatgate.core.accounts import Limits, Principal
@@ -21,10 +23,10 @@ from chatgate.core.clock import Clock
 from chatgate.core.errors import LimitExceeded, QuotaExhausted, RateFacts
 from chatgate.core.quota_backends import (
     MINUTE,
-    Counts,
     MemoryQuotaBackend,
     QuotaBackend,
     Scope,
+    Verdict,
 )
 
 # (scope key, day) -> (counted requests, tokens) already on the books for that day
@@ -104,14 +106,11 @@ class QuotaService:
                 now = self.clock.now()
                 midnight = self._today(now)[1]
         verdict = await self.backend.take(scopes, day, now)
-        scope = scopes[verdict.index]
-        if verdict.ok and scope.limits == _UNLIMITED:
-            return Reservation(self, principal, day, tuple(s.key for s in scopes), _NO_FACTS)
-        facts = self._facts(
-            scope.limits, verdict.counts[verdict.index], now, midnight, verdict.failed
-        )
+        if verdict.ok and len(scopes) == 1 and scopes[0].limits == _UNLIMITED:
+            return Reservation(self, principal, day, (scopes[0].key,), _NO_FACTS)
+        facts = binding_facts(scopes, verdict, now, midnight)
         if not verdict.ok:
-            raise self._refusal(verdict.failed, scope.limits, facts, midnight)
+            raise self._refusal(principal, scopes[verdict.index], verdict.failed, facts, midnight)
         return Reservation(self, principal, day, tuple(s.key for s in scopes), facts)
 
     async def _seed(self, scope: str, day: str) -> None:
@@ -136,57 +135,108 @@ class QuotaService:
             pending.set_result(None)
         await pending
 
-    def _facts(
-        self, limits: Limits, counts: Counts, now: float, midnight: float, failed: str | None
-    ) -> RateFacts:
-        minute_reset = (
-            max(0.0, counts.oldest_in_minute + MINUTE - now) if counts.oldest_in_minute else 0.0
-        )
-        limit: int | None
-        if limits.rpm is not None and (failed == "rpm" or limits.daily_requests is None):
-            limit, used, reset = limits.rpm, counts.minute, minute_reset
-        else:
-            limit, used, reset = limits.daily_requests, counts.requests, midnight
-        tokens = limits.daily_tokens
-        return RateFacts(
-            limit_requests=limit,
-            remaining_requests=max(0, limit - used) if limit is not None else None,
-            reset_requests=reset if limit is not None else None,
-            limit_tokens=tokens,
-            remaining_tokens=max(0, tokens - counts.tokens) if tokens is not None else None,
-            reset_tokens=midnight if tokens is not None else None,
-        )
-
     def _refusal(
-        self, failed: str | None, limits: Limits, facts: RateFacts, midnight: float
+        self,
+        principal: Principal,
+        scope: Scope,
+        failed: str | None,
+        facts: RateFacts,
+        midnight: float,
     ) -> LimitExceeded:
-        zone = self.clock.zone_name()
-        if failed == "daily_requests":
-            return QuotaExhausted(
-                "You have used all of today's requests.",
+        """A refusal that says which limit, how large, when it frees up and, to an
+        administrator, the command that raises it."""
+        limits = scope.limits
+        on_key = scope.key.startswith("k:")
+        who = "This API key has" if on_key else "You have"
+        renews = f"the quota renews at midnight ({self.clock.zone_name()}), in {span(midnight)}."
+        error: LimitExceeded
+        if failed in ("daily_requests", "daily_tokens"):
+            unit = "requests" if failed == "daily_requests" else "tokens"
+            error = QuotaExhausted(
+                f"{who} used all {getattr(limits, failed)} of today's {unit}; {renews}",
                 retry_after=midnight,
                 facts=facts,
             )
-        if failed == "daily_tokens":
-            return QuotaExhausted(
-                f"You have used all of today's tokens; the quota renews at midnight ({zone}).",
-                retry_after=midnight,
+        elif failed == "rpm":
+            wait = facts.reset_requests or 1.0
+            error = LimitExceeded(
+                f"Rate limit reached: {limits.rpm} requests per minute"
+                f"{' for this API key' if on_key else ''}; try again in {span(wait)}.",
+                retry_after=wait,
                 facts=facts,
             )
-        if failed == "rpm":
-            return LimitExceeded(
-                f"Rate limit reached: {limits.rpm} requests per minute.",
-                retry_after=facts.reset_requests or 1.0,
+        else:
+            failed = "max_streams"
+            error = LimitExceeded(
+                f"Too many requests at once: at most {limits.max_streams} may run together"
+                f"{' on this API key' if on_key else ''}.",
+                retry_after=1.0,
                 facts=facts,
             )
-        return LimitExceeded(
-            f"Too many requests at once: at most {limits.max_streams} may run together.",
-            retry_after=1.0,
-            facts=facts,
-        )
+        if principal.is_admin:
+            error.message += f" To raise it: {raise_command(principal, on_key, failed)}"
+            error.args = (error.message,)
+        return error
 
     async def drain(self) -> None:
         await self.backend.drain()
 
     async def close(self) -> None:
         await self.backend.close()
+
+
+def binding_facts(
+    scopes: Sequence[Scope], verdict: Verdict, now: float, midnight: float
+) -> RateFacts:
+    """Where the caller stands against the limits that bind: of the request limits (per day,
+    per minute; the user's and the key's) and of the token budgets, the one with the least
+    left. On a refusal, the limit that refused is the one described."""
+    refused = None if verdict.ok else (verdict.index, verdict.failed)
+    # (not the refusing limit, remaining, limit, seconds to reset): the least is the binding
+    requests: list[tuple[bool, int, int, float]] = []
+    tokens: list[tuple[bool, int, int, float]] = []
+    for index, (scope, counts) in enumerate(zip(scopes, verdict.counts, strict=True)):
+        limits = scope.limits
+        if limits.daily_requests is not None:
+            left = max(0, limits.daily_requests - counts.requests)
+            first = refused != (index, "daily_requests")
+            requests.append((first, left, limits.daily_requests, midnight))
+        if limits.rpm is not None:
+            oldest = counts.oldest_in_minute
+            reset = max(0.0, oldest + MINUTE - now) if oldest else 0.0
+            left = max(0, limits.rpm - counts.minute)
+            requests.append((refused != (index, "rpm"), left, limits.rpm, reset))
+        if limits.daily_tokens is not None:
+            left = max(0, limits.daily_tokens - counts.tokens)
+            first = refused != (index, "daily_tokens")
+            tokens.append((first, left, limits.daily_tokens, midnight))
+    request = min(requests, default=None)
+    token = min(tokens, default=None)
+    return RateFacts(
+        limit_requests=request[2] if request else None,
+        remaining_requests=request[1] if request else None,
+        reset_requests=request[3] if request else None,
+        limit_tokens=token[2] if token else None,
+        remaining_tokens=token[1] if token else None,
+        reset_tokens=midnight if token else None,
+    )
+
+
+def raise_command(principal: Principal, on_key: bool, limit: str) -> str:
+    """The command an administrator runs to raise the limit that refused."""
+    option = "--" + limit.replace("_", "-")
+    if on_key:
+        return f"chatgate keys set-quota {principal.key_id} {option} N"
+    return f"chatgate users set-quota {principal.username} {option} N"
+
+
+def span(seconds: float) -> str:
+    """A wait as people read it: ``3h12m``, ``4m30s``, ``42s``."""
+    whole = max(1, math.ceil(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -75,3 +75,31 @@ def test_operator_manages_users_limits_and_reads_usage(tmp_path: Path) -> None:
         assert httpx.get(me, headers={"Authorization": f"Bearer {key}"}).status_code == 401
     finally:
         gateway.stop()
+
+
+def test_users_list_shows_the_limits_that_apply_never_just_default(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for args in (("bob",), ("root", "--admin", "--password-stdin")):
+        made = chatgate(data, "users", "create", *args, stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+    quota = chatgate(data, "users", "set-quota", "bob", "--rpm", "5", "--daily-tokens", "-1")
+    assert quota.stdout.split() == [
+        "quota",
+        "of",
+        "bob:",
+        "daily_requests=10",
+        "(default),",
+        "daily_tokens=unlimited,",
+        "rpm=5,",
+        "max_streams=unlimited",
+        "(default)",
+    ]
+    listed = chatgate(data, "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {
+        cells[1]: cells[4:8]
+        for line in listed.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│┃").split("│")]) > 8
+    }
+    assert rows["bob"] == ["10 (default)", "unlimited", "5", "unlimited (default)"]
+    assert rows["root"] == ["unlimited (admin)"] * 4

@@ -7,6 +7,8 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import openai
@@ -271,3 +273,105 @@ def test_streamed_answers_carry_the_ratelimit_headers_too(
     assert response.headers["x-ratelimit-remaining-requests"] == "4"
     assert response.headers["x-ratelimit-limit-tokens"] == "1000"
     assert body.endswith(b"data: [DONE]\n\n")
+
+
+def _key_id(gateway: Gateway) -> int:
+    return gateway.run(gateway.services.accounts.list_keys())[-1].id
+
+
+@pytest.mark.parametrize(
+    ("user", "key", "expected"),
+    [
+        # limits: the user's own, the key's own; expected: (header kind, limit, remaining)
+        ({"daily_requests": 1000}, {"daily_requests": 2}, ("requests", "2", ["1", "0"])),
+        ({"daily_requests": 2}, {"daily_requests": 1000}, ("requests", "2", ["1", "0"])),
+        ({"daily_requests": 1000}, {"rpm": 2}, ("requests", "2", ["1", "0"])),
+        ({"rpm": 1000}, {"daily_requests": 2}, ("requests", "2", ["1", "0"])),
+        ({"daily_tokens": 100_000}, {"daily_tokens": 120}, ("tokens", "120", [])),
+    ],
+)
+def test_ratelimit_headers_describe_the_limit_that_binds_the_key_or_its_owner(
+    make_gateway: Callable[..., Gateway],
+    backend_settings: dict[str, str],
+    user: dict[str, int],
+    key: dict[str, int],
+    expected: tuple[str, str, list[str]],
+) -> None:
+    gateway = make_gateway(**backend_settings)
+    plain = gateway.key("alice")
+    gateway.run(gateway.services.accounts.set_quota("alice", **user))
+    gateway.run(gateway.services.accounts.set_key_quota(_key_id(gateway), **key))
+    api = openai.OpenAI(base_url=gateway.base_url, api_key=plain, max_retries=0)
+    kind, limit, remaining = expected
+    message = [{"role": "user", "content": "hi"}]
+    for left in remaining:
+        raw = api.chat.completions.with_raw_response.create(model="demo", messages=message)
+        assert raw.headers[f"x-ratelimit-limit-{kind}"] == limit
+        assert raw.headers[f"x-ratelimit-remaining-{kind}"] == left
+    if kind == "tokens":  # a request's own tokens show in the next one's headers
+        first = api.chat.completions.with_raw_response.create(model="demo", messages=message)
+        used = first.parse().usage.total_tokens  # type: ignore[union-attr]
+        raw = api.chat.completions.with_raw_response.create(model="demo", messages=message)
+        assert raw.headers["x-ratelimit-limit-tokens"] == limit
+        assert int(raw.headers["x-ratelimit-remaining-tokens"]) == int(limit) - used
+    else:
+        with pytest.raises(openai.RateLimitError) as info:
+            api.chat.completions.create(model="demo", messages=message)
+        assert info.value.response.headers[f"x-ratelimit-limit-{kind}"] == limit
+        assert info.value.response.headers[f"x-ratelimit-remaining-{kind}"] == "0"
+
+
+PARIS = "Europe/Paris"
+RENEWS = "the quota renews at midnight (Europe/Paris), in 3h12m."
+
+
+@pytest.mark.parametrize(
+    ("scope", "limit", "says"),
+    [
+        ("user", "daily_requests", "You have used all 1 of today's requests; " + RENEWS),
+        ("key", "daily_requests", "This API key has used all 1 of today's requests; " + RENEWS),
+        ("user", "daily_tokens", "You have used all 1 of today's tokens; " + RENEWS),
+        ("user", "rpm", "Rate limit reached: 1 requests per minute; try again in 1m00s."),
+        ("key", "rpm", "Rate limit reached: 1 requests per minute for this API key; try again"),
+    ],
+)
+@pytest.mark.parametrize("role", ["user", "admin"])
+def test_a_refusal_names_the_limit_when_it_frees_up_and_to_an_admin_how_to_raise_it(
+    make_gateway: Callable[..., Gateway], role: str, scope: str, limit: str, says: str
+) -> None:
+    evening = datetime(2026, 6, 1, 20, 47, 30, tzinfo=ZoneInfo(PARIS)).timestamp()
+    gateway = make_gateway(clock=FixedClock(evening, PARIS), timezone=PARIS)
+    gateway.user("rose", admin=role == "admin")
+    key = gateway.key("rose")
+    if scope == "user":
+        gateway.run(gateway.services.accounts.set_quota("rose", **{limit: 1}))
+    else:
+        gateway.run(gateway.services.accounts.set_key_quota(_key_id(gateway), **{limit: 1}))
+    assert post(gateway, key).status_code == 200
+    refused = post(gateway, key)
+    assert refused.status_code == 429
+    message = refused.json()["error"]["message"]
+    assert message.startswith(says)
+    option = "--" + limit.replace("_", "-")
+    command = (
+        f"chatgate users set-quota rose {option} N"
+        if scope == "user"
+        else f"chatgate keys set-quota {_key_id(gateway)} {option} N"
+    )
+    assert message.endswith(f" To raise it: {command}") == (role == "admin")
+    assert ("set-quota" in message) == (role == "admin")
+
+
+def test_administrators_have_no_limits_unless_theirs_are_set(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(default_daily_requests=1, default_rpm=1, default_max_streams=1)
+    gateway.user("root", admin=True)
+    key = gateway.key("root")
+    answers = [post(gateway, key) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    assert "x-ratelimit-limit-requests" not in answers[-1].headers
+    gateway.run(gateway.services.accounts.set_quota("root", daily_requests=4))
+    assert [post(gateway, key).status_code for _ in range(2)] == [200, 429]
+    user_key = gateway.key("alice")  # the defaults still bind everyone else
+    assert [post(gateway, user_key).status_code for _ in range(2)] == [200, 429]

@@ -391,7 +391,7 @@ def test_ask_daily_cap_is_enforced(make_gateway: Callable[..., Gateway]) -> None
         assert ask_reply(ws)[-1].startswith("<|end|>$")
         ws.send("<|ask|>$new$new$hi")
         [capped] = ask_reply(ws)
-    assert capped == "<|err|>$You have used all of today's requests."
+    assert capped.startswith("<|err|>$You have used all 1 of today's requests; ")
 
 
 def test_ask_closing_the_socket_mid_reply_stops_the_upstream_and_keeps_the_partial_reply(
