@@ -104,9 +104,7 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Run the service."""
-    import uvicorn
-
-    from chatgate.app import create_app
+    from chatgate.cli.serving import serve as run_server
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -118,22 +116,7 @@ def serve(
     settings = load_settings(config, **overrides)
     setup_logging(settings.log_level)
     settings.secret()
-    logging.getLogger("chatgate").info(
-        "chatgate listening on http://%s:%s (data in %s)",
-        settings.host,
-        settings.port,
-        settings.data_dir,
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
-    )
+    run_server(settings)
 
 
 @app.command("demo-upstream")

@@ -194,3 +194,15 @@ class UpstreamMisconfigured(UpstreamError):
 class Cancelled(ChatgateError):
     code = "cancelled"
     status = 499
+
+
+class PortInUse(Exception):
+    """A port the server is to listen on cannot be had: told to the operator in one line, with
+    the option that chooses another. Never a client's error, so not a ``ChatgateError``."""
+
+    def __init__(self, what: str, host: str, port: int, option: str, reason: str) -> None:
+        super().__init__(
+            f"cannot listen for {what} on {host}:{port} ({reason}); "
+            f"choose another port with {option}"
+        )
+        self.port = port

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chatgate.core.errors import ChatgateError
+from chatgate.core.errors import ChatgateError, PortInUse
 from chatgate.core.events import Delta, Done
 from chatgate.services import Services
 from chatgate.transports import compat
@@ -98,7 +98,11 @@ async def start(services: Services) -> grpc.aio.Server | None:
     names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     address = f"{settings.host}:{settings.grpc_port}"
-    server.add_insecure_port(address)
+    try:
+        server.add_insecure_port(address)
+    except RuntimeError:  # grpc says only "Failed to bind to address"
+        option = "grpc_port (0 turns gRPC off)"
+        raise PortInUse("gRPC", settings.host, settings.grpc_port, option, "in use") from None
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await checker.set(name, health_pb2.HealthCheckResponse.SERVING)

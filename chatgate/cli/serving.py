@@ -1,0 +1,80 @@
+"""``chatgate serve``: take the ports first, so that a busy one is one line naming the option
+that chooses another, then hand the app to uvicorn, and say "listening" only once it is.
+
+The HTTP socket is bound here and given to uvicorn. The gRPC port can only be bound by grpc's
+server inside the app's start-up, so it is tried here first: a port that another program holds
+is found before anything starts, with no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from chatgate.core.errors import PortInUse
+from chatgate.settings import Settings
+
+log = logging.getLogger("chatgate")
+STARTUP_FAILURE = 3  # uvicorn's own exit code when the app's start-up fails
+
+
+def bind(what: str, host: str, port: int, option: str) -> socket.socket:
+    """A listening socket on ``host:port``, or ``PortInUse`` saying how to choose another."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise PortInUse(what, host, port, option, exc.strerror or str(exc)) from None
+
+
+def check_free(what: str, host: str, port: int, option: str) -> None:
+    bind(what, host, port, option).close()
+
+
+class ChatgateServer(uvicorn.Server):
+    """uvicorn's server, which says where chatgate listens once the sockets are serving."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings) -> None:
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        s = self.settings
+        grpc = f", gRPC on {s.host}:{s.grpc_port}" if s.grpc_port else ", gRPC off"
+        log.info(
+            "chatgate listening on http://%s:%s%s (data in %s)", s.host, s.port, grpc, s.data_dir
+        )
+
+
+def serve(settings: Settings) -> None:
+    """Run until stopped; exit 1 with one line when a port is busy."""
+    from chatgate.app import create_app
+
+    try:
+        if settings.grpc_port:
+            check_free("gRPC", settings.host, settings.grpc_port, "--grpc-port (0 turns gRPC off)")
+        sock = bind("HTTP", settings.host, settings.port, "--port")
+    except PortInUse as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    server = ChatgateServer(config, settings)
+    with sock:
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
