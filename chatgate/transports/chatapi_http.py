@@ -2,7 +2,8 @@
 
 Bodies are ``{"statu": bool, "message": …}``. ``/token`` answers 201 with a new token and 200
 with the same one while it is valid; ``/api`` asks the configured model one question and counts
-against the user's daily cap (429 ``Token access limit reached.`` past it). Every error becomes
+against the user's daily cap (429 ``Token access limit reached.`` past it). Its clients always
+sent their JWT, so it has no anonymous caller. Every error becomes
 that shape here, in one place.
 """
 
@@ -23,9 +24,8 @@ from chatgate.core.errors import (
     UpstreamError,
 )
 from chatgate.core.events import ChatRequest, Delta, ErrorEvent
-from chatgate.transports.compat import compat_model
+from chatgate.transports.compat import compat_model, http_principal
 from chatgate.transports.http_common import (
-    authenticate,
     credential_of,
     error_headers,
     json_response,
@@ -74,7 +74,7 @@ async def api(request: Request) -> Response:
     try:
         if credential_of(request) is None:
             raise AuthenticationFailed("Missing Authorization Header")
-        principal = await authenticate(request)
+        principal = await http_principal(request, anonymous=False)
         question = request.query_params.get("q", "")
         if not question.strip():
             raise InvalidRequest("Ask something: the 'q' parameter is missing or empty.")

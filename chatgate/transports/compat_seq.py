@@ -13,6 +13,7 @@ from typing import Any
 
 from chatgate.core.errors import InvalidRequest
 from chatgate.core.events import ChatRequest, Message
+from chatgate.core.validation import check_messages, check_params
 
 DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 500}
 _RANGES: dict[str, tuple[float, float]] = {
@@ -85,15 +86,11 @@ def _params(data: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _messages(value: Any) -> list[Message]:
-    if not isinstance(value, list):
-        raise _bad("messages", "must be a list of {role, content} objects")
+    """The chat shape every transport checks, then this protocol's narrower roles."""
+    check_messages(value)
     for i, message in enumerate(value):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in _ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise _bad(f"messages[{i}]", "must be an object with a role and a string content")
+        if message["role"] not in _ROLES:
+            raise _bad(f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}")
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
@@ -133,4 +130,5 @@ def parse_seq(frame: Any, default_model: str) -> SeqRequest:
     origin_stream = _flag(data, "origin_stream")
     use_sent = not _flag(data, "openai_parameter")
     request.params = _params(data, request.kind) if use_sent else dict(DEFAULTS)
+    check_params(request.params)
     return SeqRequest(seq, origin_stream, request)

@@ -3,7 +3,9 @@
 ``/compat/ws/seq``: JSON ``{"seq", "data": {"query" | "messages", "model", "origin_stream",
 "openai_parameter", …}}`` answered by ``{"code", "msg", "seq", "data": {"consume_time",
 "finish_reason", "contents"}}``; with ``origin_stream: false`` each message holds whole short
-sentences. Frames are parsed as JSON and checked field by field, never evaluated.
+sentences. Frames are parsed as JSON and checked field by field, never evaluated. The last
+message of every request, an error included, has a ``finish_reason`` (its clients' only end
+marker); the same ``seq`` sent again while it runs is answered after it, as the original did.
 
 ``/compat/ws/ask``: text frames ``<|ask|>$CONVERSATION$PARENT$PROMPT`` answered by text pieces
 then ``<|end|>$conversation_id$parent_id``, or ``<|err|>$reason``; one question at a time.
@@ -14,6 +16,8 @@ caller is the operator's anonymous user, or is refused.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from contextlib import aclosing
 from typing import Any
@@ -32,8 +36,8 @@ from chatgate.transports.compat_seq import SeqRequest, parse_seq
 from chatgate.transports.http_common import services_of
 from chatgate.transports.ws_session import Session, SocketGone, handshake_token
 
-ASK = "<|ask|>$"
-ASK_SHAPE = "<|ask|>$conversation$parent$prompt"
+log = logging.getLogger("chatgate.compat")
+UNFORESEEN = ChatgateError(compat.INTERNAL)
 
 
 class Caller:
@@ -79,19 +83,27 @@ async def _serve(ws: WebSocket, protocol: type[SeqProtocol] | type[AskProtocol])
 # ---- seq ------------------------------------------------------------------------------------
 
 
-def seq_error(seq: Any, exc: ChatgateError) -> str:
-    """The one place errors become seq replies: ``code`` is the HTTP status of the error."""
-    return orjson.dumps({"code": exc.status, "msg": exc.message, "seq": seq, "data": None}).decode()
-
-
-def seq_reply(seq: Any, started: float, contents: str, finish: str | None, **ids: Any) -> str:
+def seq_message(seq: Any, started: float, contents: str, finish: str | None, **more: Any) -> str:
+    """The one shape of every seq message; ``code``/``msg`` may be overridden for errors."""
     data: dict[str, Any] = {
         "consume_time": f"{time.perf_counter() - started:.2f}",
         "finish_reason": finish,
         "contents": contents,
     }
-    data.update({k: v for k, v in ids.items() if v is not None})
-    return orjson.dumps({"code": 0, "msg": "ok", "seq": seq, "data": data}).decode()
+    head = {"code": more.pop("code", 0), "msg": more.pop("msg", "ok"), "seq": seq}
+    data.update({k: v for k, v in more.items() if v is not None})
+    return orjson.dumps({**head, "data": data}).decode()
+
+
+def seq_error(seq: Any, exc: ChatgateError, started: float | None = None) -> str:
+    """The one place errors become seq messages: ``code`` is the HTTP status of the error, and
+    ``data.finish_reason`` is ``stop``, because clients end a reply on it alone."""
+    began = time.perf_counter() if started is None else started
+    return seq_message(seq, began, "", "stop", code=exc.status, msg=exc.message)
+
+
+def seq_reply(seq: Any, started: float, contents: str, finish: str | None, **ids: Any) -> str:
+    return seq_message(seq, started, contents, finish, **ids)
 
 
 class SeqProtocol:
@@ -102,9 +114,12 @@ class SeqProtocol:
     def __init__(self, session: Session, caller: Caller) -> None:
         self.session = session
         self.caller = caller
+        self.count = 0
+        self.latest: dict[str | int, asyncio.Task[None]] = {}
 
     async def handle(self, frame: str | bytes) -> None:
         seq: Any = None
+        started = time.perf_counter()
         try:
             if isinstance(frame, bytes):
                 raise InvalidRequest("Binary frames are not accepted: send JSON text frames.")
@@ -118,13 +133,34 @@ class SeqProtocol:
             if isinstance(data, dict) and isinstance(data.get("seq"), str | int):
                 seq = data["seq"]
             parsed = parse_seq(data, compat.compat_model(self.session.services))
-            if self.session.running(parsed.seq):
-                raise InvalidRequest("seq: a request with this seq is running.", param="seq")
             if self.session.busy:
                 raise LimitExceeded("Too many requests are running on this socket.", retry_after=1)
-            self.session.start(parsed.seq, self._stream(parsed, time.perf_counter()))
+            self._start(parsed, started)
         except ChatgateError as exc:
-            await self.session.send(seq_error(seq, exc))
+            await self.session.send(seq_error(seq, exc, started))
+        except Exception:
+            log.exception("a seq frame could not be handled")
+            await self.session.send(seq_error(seq, UNFORESEEN, started))
+
+    def _start(self, parsed: SeqRequest, started: float) -> None:
+        """Run the request; one with the same ``seq`` as a running one waits for it to end."""
+        seq = parsed.seq
+        self.count += 1
+        work = self._after(self.latest.get(seq), parsed, started)
+        task = self.session.start((seq, self.count), work, seq_error(seq, UNFORESEEN, started))
+        self.latest[seq] = task
+        task.add_done_callback(lambda done: self._forget(seq, done))
+
+    def _forget(self, seq: str | int, task: asyncio.Task[None]) -> None:
+        if self.latest.get(seq) is task:
+            del self.latest[seq]
+
+    async def _after(
+        self, previous: asyncio.Task[None] | None, parsed: SeqRequest, started: float
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await self._stream(parsed, started)
 
     async def _stream(self, parsed: SeqRequest, started: float) -> None:
         send, seq = self.session.send, parsed.seq
@@ -143,9 +179,9 @@ class SeqProtocol:
                         rest = splitter.flush() if splitter else ""
                         await send(self._last(parsed, started, rest, event))
                     else:
-                        await send(seq_error(seq, event.error))
+                        await send(seq_error(seq, event.error, started))
         except ChatgateError as exc:
-            await send(seq_error(seq, exc))
+            await send(seq_error(seq, exc, started))
 
     def _last(self, parsed: SeqRequest, started: float, rest: str, done: Done) -> str:
         finish = "length" if done.finish_reason == "length" else "stop"
@@ -167,21 +203,6 @@ async def seq_endpoint(ws: WebSocket) -> None:
 # ---- ask ------------------------------------------------------------------------------------
 
 
-def parse_ask(frame: str | bytes, model: str) -> ChatRequest:
-    """``<|ask|>$CONVERSATION$PARENT$PROMPT``; the prompt may itself contain ``$``."""
-    if isinstance(frame, bytes):
-        raise InvalidRequest(
-            "binary frames are not accepted; send <|ask|>$conversation$parent$prompt"
-        )
-    if not frame.startswith(ASK):
-        raise InvalidRequest("malformed frame: expected <|ask|>$conversation$parent$prompt")
-    parts = frame[len(ASK) :].split("$", 2)
-    if len(parts) != 3:
-        raise InvalidRequest(f"malformed frame: expected {ASK_SHAPE}")
-    conversation_id, parent_id, prompt = parts
-    return compat.ask_request(model, prompt, conversation_id, parent_id)
-
-
 class AskProtocol:
     @staticmethod
     def refusal(exc: ChatgateError) -> str:
@@ -193,32 +214,29 @@ class AskProtocol:
 
     async def handle(self, frame: str | bytes) -> None:
         try:
+            if isinstance(frame, bytes):
+                raise InvalidRequest(
+                    "binary frames are not accepted; send <|ask|>$conversation$parent$prompt"
+                )
             too_large = self.session.too_large(frame)
             if too_large is not None:
                 raise too_large
-            request = parse_ask(frame, compat.compat_model(self.session.services))
+            request = compat.parse_ask(frame, compat.compat_model(self.session.services))
             if self.session.busy:
                 raise InvalidRequest("a reply is still streaming: wait for <|end|>")
-            self.session.start("ask", self._stream(request))
+            crash = compat.err_line(UNFORESEEN)
+            self.session.start("ask", self._stream(request), crash)
         except ChatgateError as exc:
             await self.session.send(compat.err_line(exc))
+        except Exception:
+            log.exception("an ask frame could not be handled")
+            await self.session.send(compat.err_line(UNFORESEEN))
 
     async def _stream(self, request: ChatRequest) -> None:
-        send = self.session.send
-        try:
-            principal = await self.caller.current()
-            events = self.session.services.chat.stream(principal, request)
-            async with aclosing(events):
-                async for event in events:
-                    if isinstance(event, Delta):
-                        if event.text:
-                            await send(event.text)
-                    elif isinstance(event, Done):
-                        await send(compat.end_line(event))
-                    else:
-                        await send(compat.err_line(event.error))
-        except ChatgateError as exc:
-            await send(compat.err_line(exc))
+        services = self.session.services
+        async with aclosing(compat.ask_lines(services, self.caller.current, request)) as lines:
+            async for line in lines:
+                await self.session.send(line)
 
 
 async def ask_endpoint(ws: WebSocket) -> None:

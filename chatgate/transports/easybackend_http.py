@@ -2,8 +2,9 @@
 
 ``POST /ask/{conversation_id}`` with ``{"prompt": …, "parent_id": …}`` (``new`` starts a
 conversation) answers ``{"message", "conversation_id", "parent_id"}``, where ``parent_id`` is
-the id of the reply: the one to continue from. Errors keep FastAPI's ``{"detail": …}`` shape,
-which is what that program's clients saw.
+the id of the reply: the one to continue from. Without a credential the caller is the
+operator's anonymous user, as on every compatibility transport. Errors keep FastAPI's
+``{"detail": …}`` shape, which is what that program's clients saw.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from starlette.routing import Route
 
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.transports.compat import http_principal
 from chatgate.transports.http_common import (
-    authenticate,
     error_headers,
     json_response,
     read_json,
@@ -42,7 +43,7 @@ async def ask(request: Request) -> Response:
     services = services_of(request)
     conversation_id = request.path_params["conversation_id"]
     try:
-        principal = await authenticate(request)
+        principal = await http_principal(request)
         prompt, parent_id = _parse(await read_json(request, services.settings.max_request_bytes))
         model = await services.conversations.model_for(principal, conversation_id, None)
         chat = ChatRequest(

@@ -1,11 +1,16 @@
-"""What the gRPC services share: the caller's credential from the metadata, and the one place
+"""What the gRPC services share: the caller's credential from the metadata, the one place
 where a ``ChatgateError`` becomes a gRPC status (with ``google.rpc`` details: ErrorInfo carrying
-the stable error code, RetryInfo when a retry after a while may succeed)."""
+the stable error code, RetryInfo when a retry after a while may succeed), and the guard every
+call of chatgate's services passes through: a request that does not parse is INVALID_ARGUMENT,
+and a failure nobody foresaw is logged and answered INTERNAL, never a bare crash."""
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
-from typing import NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -27,6 +32,9 @@ from chatgate.core.errors import (
     UpstreamTimeout,
 )
 from chatgate.services import Services
+
+log = logging.getLogger("chatgate.grpc")
+UNFORESEEN = ChatgateError("Something went wrong on our side; the error has been logged.")
 
 # ---- the one place errors become gRPC statuses ----------------------------------------------
 
@@ -107,3 +115,75 @@ async def authenticate(services: Services, context: grpc.aio.ServicerContext) ->
             "You didn't provide an API key: send the metadata 'authorization: Bearer KEY'."
         )
     return await services.accounts.authenticate(token)
+
+
+# ---- the guard around every call ------------------------------------------------------------
+
+Handler = Any  # grpc.RpcMethodHandler, which grpc does not type
+
+
+async def _decode(handler: Handler, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    try:
+        return handler.request_deserializer(raw)
+    except Exception:
+        await abort(context, InvalidRequest("The request is not a valid message for this call."))
+
+
+def _guard_unary(handler: Handler) -> Handler:
+    inner: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]] = handler.unary_unary
+
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        request = await _decode(handler, raw, context)
+        try:
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("a gRPC call failed")
+            await abort(context, UNFORESEEN)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, response_serializer=handler.response_serializer
+    )
+
+
+def _guard_stream(handler: Handler) -> Handler:
+    inner: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]] = handler.unary_stream
+
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        request = await _decode(handler, raw, context)
+        try:
+            async for reply in inner(request, context):
+                yield reply
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("a gRPC call failed")
+            await abort(context, UNFORESEEN)
+
+    return grpc.unary_stream_rpc_method_handler(
+        call, response_serializer=handler.response_serializer
+    )
+
+
+class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Parses each request of the services named in ``services`` itself, so that bytes that
+    are not a message get INVALID_ARGUMENT (grpc's own answer is INTERNAL, with a traceback in
+    the log), and answers INTERNAL, logged once, for anything a handler did not foresee."""
+
+    def __init__(self, services: tuple[str, ...]) -> None:
+        self.prefixes = tuple(f"/{name}/" for name in services)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(self.prefixes):
+            return handler
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            return _guard_unary(handler)
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            return _guard_stream(handler)
+        return handler

@@ -12,11 +12,13 @@ import grpc
 from chatgate.core.conversation_queries import ConversationSummary, MessageView
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message
+from chatgate.core.validation import check_chat
 from chatgate.services import Services
 from chatgate.transports.grpc_common import abort, authenticate
 from chatgate.transports.protos import chatgate_v1_pb2, chatgate_v1_pb2_grpc
 
 pb = chatgate_v1_pb2
+MAX_ID = 64
 
 
 def error_event(exc: ChatgateError) -> chatgate_v1_pb2.ChatEvent:
@@ -32,42 +34,35 @@ def error_event(exc: ChatgateError) -> chatgate_v1_pb2.ChatEvent:
     )
 
 
+_PARAMS = ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty", "seed")
+
+
+def _optional_id(value: str, name: str) -> str | None:
+    if len(value) > MAX_ID:
+        raise InvalidRequest(f"'{name}' must be an id of at most {MAX_ID} characters.", param=name)
+    return value or None
+
+
 def parse_chat(request: chatgate_v1_pb2.ChatRequest) -> ChatRequest:
-    if not request.model:
-        raise InvalidRequest("'model' is required.", param="model")
+    """The request as the chat shape every transport checks the same way (``check_chat``)."""
     messages: list[Message] = []
-    for i, message in enumerate(request.messages):
-        if message.role not in ("system", "developer", "user", "assistant"):
-            raise InvalidRequest(f"messages[{i}].role is not valid.", param=f"messages[{i}].role")
+    for message in request.messages:
         item: Message = {"role": message.role, "content": message.content}
         if message.name:
             item["name"] = message.name
         messages.append(item)
     if request.prompt:
         messages.append({"role": "user", "content": request.prompt})
-    if not messages:
-        raise InvalidRequest("Send 'messages' or a 'prompt'.", param="messages")
-    params: dict[str, Any] = {}
-    for name in (
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-    ):
-        if request.HasField(name):
-            params[name] = getattr(request, name)
-    if "max_tokens" in params and params["max_tokens"] < 1:
-        raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens")
+    params: dict[str, Any] = {n: getattr(request, n) for n in _PARAMS if request.HasField(n)}
     if request.stop:
         params["stop"] = list(request.stop)
+    check_chat({"model": request.model, "messages": messages, **params})
     return ChatRequest(
         model=request.model,
         messages=messages,
         params=params,
-        conversation_id=request.conversation_id or None,
-        parent_id=request.parent_id or None,
+        conversation_id=_optional_id(request.conversation_id, "conversation_id"),
+        parent_id=_optional_id(request.parent_id, "parent_id"),
     )
 
 

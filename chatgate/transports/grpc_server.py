@@ -16,11 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chatgate.core.errors import ChatgateError, PortInUse
-from chatgate.core.events import Delta, Done
+from chatgate.core.errors import PortInUse
 from chatgate.services import Services
 from chatgate.transports import compat
-from chatgate.transports.grpc_common import abort, bearer
+from chatgate.transports.grpc_common import Guard, bearer
 from chatgate.transports.grpc_native import NativeService
 from chatgate.transports.protos import (
     chat_pb2,
@@ -44,30 +43,18 @@ class AskService(chat_pb2_grpc.ChatServicer):  # type: ignore[misc]
     async def Ask(
         self, request: chat_pb2.askrequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[chat_pb2.askresponse]:
-        services = self.services
-        error: ChatgateError | None = None
-        try:
-            principal = await compat.compat_principal(services, bearer(context))
-            ask = compat.ask_request(
-                compat.compat_model(services),
-                request.prompt,
-                request.conversation_id,
-                request.parent_id,
-            )
-            async with aclosing(services.chat.stream(principal, ask)) as events:
-                async for event in events:
-                    if isinstance(event, Delta):
-                        if event.text:
-                            yield chat_pb2.askresponse(response=event.text)
-                    elif isinstance(event, Done):
-                        yield chat_pb2.askresponse(response=compat.end_line(event))
-                    else:
-                        error = event.error
-        except ChatgateError as exc:
-            error = exc
-        if error is not None:
-            yield chat_pb2.askresponse(response=compat.err_line(error))
-            await abort(context, error)
+        """The ask protocol's lines; the call ends with status OK after ``<|err|>`` too, as
+        the original server's did (its client asks again, without its parent, otherwise)."""
+        lines = compat.ask_call(
+            self.services,
+            bearer(context),
+            request.prompt,
+            request.conversation_id,
+            request.parent_id,
+        )
+        async with aclosing(lines):
+            async for line in lines:
+                yield chat_pb2.askresponse(response=line)
 
 
 # ---- the server -----------------------------------------------------------------------------
@@ -85,10 +72,11 @@ async def start(services: Services) -> grpc.aio.Server | None:
         return None
     limit = settings.max_request_bytes
     server = grpc.aio.server(
+        interceptors=[Guard(SERVICE_NAMES)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     chat_pb2_grpc.add_ChatServicer_to_server(AskService(services), server)  # type: ignore[no-untyped-call]
     add_native = chatgate_v1_pb2_grpc.add_ChatgateServicer_to_server

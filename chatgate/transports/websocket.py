@@ -11,6 +11,7 @@ everything on it. In both cases the partial reply is kept.
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import aclosing
 from typing import Any
 
@@ -27,11 +28,15 @@ from chatgate.core.errors import (
     NotFound,
 )
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done
+from chatgate.core.validation import check_chat
 from chatgate.transports.http_common import services_of
 from chatgate.transports.openai_http import parse_chat
 from chatgate.transports.ws_session import Session, SocketGone, handshake_token
 
 RequestId = str | int | None
+log = logging.getLogger("chatgate.ws")
+# What a request that failed in a way nobody foresaw is told; the traceback goes to the log.
+UNFORESEEN = ChatgateError("Something went wrong on our side; the error has been logged.")
 _NOT_PARAMS = ("type", "id", "stream", "stream_options", "prompt")
 
 
@@ -63,6 +68,7 @@ def parse_request(frame: dict[str, Any]) -> ChatRequest:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
         body["messages"] = [{"role": "user", "content": prompt}]
+    check_chat(body)
     request = parse_chat(body)
     request.stream = True
     request.wants_raw = False
@@ -131,6 +137,9 @@ class Connection:
             await self._dispatch(data, rid)
         except ChatgateError as exc:
             await self.session.send(error_frame(rid, exc))
+        except Exception:
+            log.exception("a WebSocket frame could not be handled")
+            await self.session.send(error_frame(rid, UNFORESEEN))
 
     async def _dispatch(self, data: dict[str, Any], rid: RequestId) -> None:
         kind = data.get("type")
@@ -166,7 +175,8 @@ class Connection:
         if self.session.busy:
             raise LimitExceeded("Too many requests in flight on this socket.", retry_after=1.0)
         request = parse_request(data)
-        self.session.start(rid, self._stream(rid, request, self.token))
+        crash = error_frame(rid, UNFORESEEN)
+        self.session.start(rid, self._stream(rid, request, self.token), crash)
 
     async def _stream(self, rid: RequestId, request: ChatRequest, token: str) -> None:
         session = self.session

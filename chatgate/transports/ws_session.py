@@ -77,11 +77,15 @@ class Session:
     def running(self, key: Hashable) -> bool:
         return key in self._tasks
 
-    def start(self, key: Hashable, work: Coroutine[Any, Any, None]) -> None:
-        """Run one request in its own task, so several can stream at once."""
-        task = asyncio.create_task(self._guard(work))
+    def start(
+        self, key: Hashable, work: Coroutine[Any, Any, None], crash: str
+    ) -> asyncio.Task[None]:
+        """Run one request in its own task, so several can stream at once. ``crash`` is the
+        frame that ends this request, and only it, if it fails in a way nobody foresaw."""
+        task = asyncio.create_task(self._guard(work, crash))
         self._tasks[key] = task
         task.add_done_callback(lambda _: self._tasks.pop(key, None))
+        return task
 
     def cancel(self, key: Hashable) -> bool:
         task = self._tasks.get(key)
@@ -107,13 +111,20 @@ class Session:
             with contextlib.suppress(*SocketGone):
                 await self.ws.close(code, reason)
 
-    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
-        """A request whose socket has gone just ends; anything else unexpected is logged."""
+    async def _guard(self, work: Coroutine[Any, Any, None], crash: str) -> None:
+        """A request whose socket has gone just ends; anything else unexpected is logged and
+        answered with ``crash``, while the other requests on the socket go on."""
         try:
             await work
-        except SocketGone:
-            self.open = False
         except Exception:
-            log.exception("a WebSocket request failed")
+            if self.open:  # a failed send has marked the socket closed: nothing to answer
+                log.exception("a WebSocket request failed")
+                await self.last_word(crash)
         finally:
             work.close()  # a request cancelled before it ran was never started
+
+    async def last_word(self, frame: str) -> None:
+        """Send ``frame`` if the socket is still there; a client that left needs no answer."""
+        if self.open:
+            with contextlib.suppress(*SocketGone):
+                await self.send(frame)

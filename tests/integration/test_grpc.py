@@ -208,11 +208,9 @@ def test_ask_without_credentials_is_refused_unless_there_is_an_anonymous_user(
     closed = grpc_gateway()
     stub = chat_pb2_grpc.ChatStub(channel_to(closed))
     call = stub.Ask(chat_pb2.askrequest(prompt="hi", conversation_id="new", parent_id="new"))
-    first = next(call)
-    assert first.response.startswith("<|err|>$") and "API key" in first.response
-    with pytest.raises(grpc.RpcError) as refused:
-        next(call)
-    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    [refused] = [r.response for r in call]
+    assert refused.startswith("<|err|>$") and "API key" in refused
+    assert call.code() == grpc.StatusCode.OK
 
     open_ = grpc_gateway(anonymous_user="guest", default_daily_requests=1)
     stub = chat_pb2_grpc.ChatStub(channel_to(open_))
@@ -220,22 +218,39 @@ def test_ask_without_credentials_is_refused_unless_there_is_an_anonymous_user(
     replies = [r.response for r in stub.Ask(request)]
     assert replies[-1].startswith("<|end|>$")
     call = stub.Ask(request)
-    assert next(call).response.startswith("<|err|>$")
-    with pytest.raises(grpc.RpcError) as capped:
-        next(call)
-    assert capped.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    [capped] = [r.response for r in call]
+    assert capped.startswith("<|err|>$") and call.code() == grpc.StatusCode.OK
 
 
-def test_ask_with_an_empty_prompt_gets_an_err_line(
+def test_ask_with_an_empty_prompt_gets_an_err_line_and_the_call_ends_normally(
     grpc_gateway: Callable[..., Gateway], channel_to: Callable[[Gateway], grpc.Channel]
 ) -> None:
     gateway = grpc_gateway()
     stub = chat_pb2_grpc.ChatStub(channel_to(gateway))
     call = stub.Ask(chat_pb2.askrequest(prompt=""), metadata=auth(gateway.key("alice")))
-    assert next(call).response.startswith("<|err|>$")
+    [error] = [r.response for r in call]
+    assert error.startswith("<|err|>$") and call.code() == grpc.StatusCode.OK
+
+
+def test_ask_whose_upstream_is_down_ends_with_an_err_line_and_status_ok_native_keeps_codes(
+    make_gateway: Callable[..., Gateway], channel_to: Callable[[Gateway], grpc.Channel]
+) -> None:
+    gateway = make_gateway(
+        grpc_port=free_port(),
+        openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
+        openai_api_key="k",
+        compat_model="demo",
+    )
+    channel = channel_to(gateway)
+    key = auth(gateway.key("alice"))
+    call = chat_pb2_grpc.ChatStub(channel).Ask(
+        chat_pb2.askrequest(prompt="hi", conversation_id="new"), metadata=key
+    )
+    lines = [r.response for r in call]
+    assert lines[-1].startswith("<|err|>$") and call.code() == grpc.StatusCode.OK
     with pytest.raises(grpc.RpcError) as failed:
-        next(call)
-    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        list(chatgate_v1_pb2_grpc.ChatgateStub(channel).Chat(ask("hi"), metadata=key))
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_cancelling_an_ask_stops_the_upstream(

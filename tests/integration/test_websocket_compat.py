@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from scripted_upstream import MODEL, ScriptedUpstream
 from support import Gateway, ServerThread
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -404,3 +405,74 @@ def test_ask_closing_the_socket_mid_reply_stops_the_upstream_and_keeps_the_parti
     [reply] = [m for m in slow_gateway.stored_messages() if m.role == "assistant"]
     assert reply.finish_reason == "cancelled"
     assert reply.content.startswith(received) and len(reply.content) < 400
+
+
+def test_ask_with_a_conversation_and_new_parent_continues_from_its_latest_message(
+    proxied_gateway: Gateway, demo_upstream: ServerThread
+) -> None:
+    with ask_ws(proxied_gateway, proxied_gateway.key("alice")) as ws:
+        ws.send("<|ask|>$new$new$My name is Li.")
+        _, conversation_id, first_reply = ask_reply(ws)[-1].split("$")
+        ws.send(f"<|ask|>${conversation_id}$new$What is my name?")
+        _, same, second_reply = ask_reply(ws)[-1].split("$")
+    assert same == conversation_id and second_reply != first_reply
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["content"] for m in context if m["role"] == "user"] == [
+        "My name is Li.",
+        "What is my name?",
+    ]
+    [question] = [m for m in proxied_gateway.stored_messages() if m.content == "What is my name?"]
+    assert question.parent_id == first_reply
+
+
+FORGED = ["<|end|>$forged$id", " then ", "<", "|err|>$also forged", " and <|", "end|> <"]
+
+
+def test_ask_reply_text_cannot_forge_the_end_or_err_line(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    upstream = ServerThread(ScriptedUpstream(FORGED)).start()
+    try:
+        gateway = make_gateway(
+            openai_base_url=upstream.url + "/v1", openai_api_key="k", compat_model=MODEL
+        )
+        with ask_ws(gateway, gateway.key("alice")) as ws:
+            ws.send("<|ask|>$new$new$say the markers")
+            frames = ask_reply(ws)
+    finally:
+        upstream.stop()
+    *text, end = frames
+    assert not any(f.startswith("<|") for f in text)
+    assert not any("<|" in f for f in "".join(text).split("\u200b"))
+    assert "".join(text).replace("\u200b", "") == "".join(FORGED)
+    [reply] = [m for m in gateway.stored_messages() if m.role == "assistant"]
+    assert end == f"<|end|>${reply.conversation_id}${reply.id}"
+
+
+def test_seq_error_messages_carry_a_finish_reason_as_every_last_message_does(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(compat_model="demo")
+    with seq_ws(gateway, gateway.key("alice")) as ws:
+        ws.send(seq_frame("m", query="hi", model="gpt-9"))
+        unknown = recv_json(ws)
+        ws.send("{not json")
+        unreadable = recv_json(ws)
+    for error in (unknown, unreadable):
+        assert error["code"] != 0 and error["msg"]
+        data = error["data"]
+        assert data["finish_reason"] == "stop" and data["contents"] == ""
+        assert float(data["consume_time"]) >= 0
+    assert unknown["seq"] == "m" and unreadable["seq"] is None
+
+
+def test_seq_sent_again_while_it_runs_is_answered_after_the_first(slow_gateway: Gateway) -> None:
+    with seq_ws(slow_gateway, slow_gateway.key("alice")) as ws:
+        ws.send(seq_frame("same", messages=user("first"), model="demo"))
+        ws.send(seq_frame("same", messages=user("second"), model="demo"))
+        first = seq_reply(ws, "same")
+        second = seq_reply(ws, "same")
+    assert first[-1]["code"] == 0 and second[-1]["code"] == 0
+    assert 'You asked: "first"' in "".join(m["data"]["contents"] for m in first)
+    assert 'You asked: "second"' in "".join(m["data"]["contents"] for m in second)
+    assert len([r for r in slow_gateway.request_log() if r.status == "ok"]) == 2
