@@ -89,9 +89,9 @@ def page(code: int, body: bytes, content_type: str = "text/html") -> Act:
     return Act("status", status=code, payload=body, headers=(("content-type", content_type),))
 
 
-def malformed_whole(payload: bytes) -> Act:
-    """A non-streamed 200 whose body is ``payload`` (say, JSON that is not a reply)."""
-    return Act("malformed_whole", payload=payload)
+def whole_body(payload: bytes) -> Act:
+    """A non-streamed 200 whose body is ``payload`` (JSON that is not a reply, hostile values)."""
+    return Act("whole_body", payload=payload)
 
 
 def stall() -> Act:
@@ -305,7 +305,7 @@ class FaultyUpstream:
             error = {"message": act.message, "type": kind, "param": param, "code": code}
             await _json(writer, act.status, {"error": error}, act.headers)
             return True
-        if act.kind == "malformed_whole":
+        if act.kind == "whole_body":
             await _json_bytes(writer, 200, act.payload)
             return True
         chat = path.endswith("/chat/completions")

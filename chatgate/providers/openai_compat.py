@@ -540,13 +540,20 @@ def whole_reply(name: str, raw: bytes, wants_raw: bool = False) -> Delta:
         if text is not None and type(text) is not str:
             raise TypeError("the reply's text is not a string")
         tool_calls = _tool_calls(tools) if tools else None
-        finish = _finish(choice.get("finish_reason")) or "stop"
+        given = choice.get("finish_reason")
+        finish = _finish(given) or "stop"
         usage = _usage(data.get("usage"))
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
         error = UpstreamError(f"upstream '{name}' sent a malformed reply")
         error.retryable = False
         raise error from exc
-    return Delta(text or "", tool_calls, raw if wants_raw else None, finish, usage)
+    # A value that was replaced must not reach the client in the upstream's own body either.
+    trusted = (
+        (usage is not None or data.get("usage") is None)
+        and (given is None or finish == given)
+        and tool_calls == (tools or None)
+    )
+    return Delta(text or "", tool_calls, raw if wants_raw and trusted else None, finish, usage)
 
 
 class _BadLine(Exception):
@@ -591,6 +598,7 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
     usage: Usage | None = None
     drop: list[bytes] | None = None
     done = False
+    rewrite = False  # a value was replaced: the client must not get the upstream's own bytes
     loads = orjson.loads
     for line in lines:
         if not line:
@@ -613,6 +621,7 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
             raise _BadLine(line, _stream_error(name, line[5:]))
         if event.get("usage"):
             usage = _usage(event["usage"])
+            rewrite = rewrite or usage is None
             if not event.get("choices") and not call.client_usage:
                 drop = [line] if drop is None else [*drop, line]
         try:
@@ -627,15 +636,18 @@ def _read_events(name: str, complete: bytes, call: UpstreamCall) -> tuple[Delta 
                             raise TypeError
                         text = text + content if text else content
                     if delta.get("tool_calls"):
-                        tool_calls = [*(tool_calls or ()), *_tool_calls(delta["tool_calls"])]
+                        calls = _tool_calls(delta["tool_calls"])
+                        rewrite = rewrite or calls != delta["tool_calls"]
+                        tool_calls = [*(tool_calls or ()), *calls]
                 elif choice.get("text"):
                     text += choice["text"]
                 if choice.get("finish_reason"):
                     finish = _finish(choice["finish_reason"])
+                    rewrite = rewrite or finish != choice["finish_reason"]
         except (AttributeError, TypeError):
             raise _BadLine(line, UpstreamError(f"upstream '{name}' sent malformed data")) from None
     raw: bytes | None = None
-    if call.wants_raw:
+    if call.wants_raw and not rewrite:
         raw = complete if drop is None else _without(complete, drop) or None
     if not text and tool_calls is None and finish is None and usage is None and raw is None:
         return None, done

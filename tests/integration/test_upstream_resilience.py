@@ -7,6 +7,7 @@ stops the server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from faulty_upstream import FaultyUpstream, hang_up, malformed_whole, stall, status
+from faulty_upstream import FaultyUpstream, garbage_after, hang_up, stall, status, whole_body
 from support import LOG_LINES, Gateway, free_port
 from upstream_rig import TIMEOUTS, eventually
 
@@ -448,7 +449,7 @@ async def test_a_malformed_whole_reply_is_an_error_and_is_not_asked_again(
     make_settings: Callable[..., Settings], primary: FaultyUpstream, body: bytes
 ) -> None:
     registry = ModelRegistry(chain_settings(make_settings, primary.base_url))
-    primary.default = malformed_whole(body)
+    primary.default = whole_body(body)
     try:
         error = await failure(registry, "solo", stream=False)
         assert isinstance(error, UpstreamError) and not error.retryable
@@ -456,6 +457,64 @@ async def test_a_malformed_whole_reply_is_an_error_and_is_not_asked_again(
         assert len(primary.chat_requests()) == 1
     finally:
         await registry.close()
+
+
+HOSTILE_REPLY = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "demo",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "a fine answer"},
+            "finish_reason": {"not": "a string"},
+        }
+    ],
+    "usage": {"prompt_tokens": 10**30, "completion_tokens": 5.5, "total_tokens": -1},
+}
+HOSTILE_STREAM_EVENT = (
+    b'data: {"choices":[{"index":0,"delta":{"content":" and more"},'
+    b'"finish_reason":"' + b"x" * 200 + b'"}],"usage":{"prompt_tokens":1e30}}\n\n'
+)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_untrustworthy_counts_and_reasons_are_neither_shown_nor_stored(
+    make_gateway: Callable[..., Gateway], primary: FaultyUpstream, stream: bool
+) -> None:
+    gateway = make_gateway(
+        providers=[provider("primary", primary.base_url)],
+        models=[{"name": "solo", "deployments": ["primary"], "upstream_name": "demo"}],
+        models_refresh_seconds=0,
+    )
+    if stream:
+        primary.enqueue(garbage_after(3, HOSTILE_STREAM_EVENT))
+    else:
+        primary.enqueue(whole_body(json.dumps(HOSTILE_REPLY).encode()))
+    api = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.key("alice"), max_retries=0)
+    if stream:
+        chunks = list(
+            api.chat.completions.create(
+                model="solo",
+                messages=QUESTION,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert all(f is None or len(f) <= 32 for f in finishes)
+    else:
+        reply = api.chat.completions.create(model="solo", messages=QUESTION)
+        assert reply.choices[0].message.content == "a fine answer"
+        assert reply.choices[0].finish_reason == "stop"
+        assert reply.usage is not None and 0 < reply.usage.prompt_tokens < 2**31
+    # The books are sound, and the next request is written too.
+    api.chat.completions.create(model="solo", messages=QUESTION)
+    first, second = gateway.request_log()
+    assert first.status == "ok" and 0 < first.prompt_tokens < 2**31
+    assert first.finish_reason is not None and len(first.finish_reason) <= 32
+    assert second.status == "ok"
 
 
 # ---- names old clients ask for ----------------------------------------------------------------
