@@ -175,7 +175,11 @@ class Chunks:
 
     def whole(self, reply: DemoPlan) -> bytes:
         if self.chat:
-            message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": reply.text or None,
+                "refusal": None,
+            }
             if reply.tool_calls:
                 message["tool_calls"] = [
                     {k: v for k, v in c.items() if k != "index"} for c in reply.tool_calls
