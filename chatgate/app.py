@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatgate import __version__
+from chatgate import __version__, log_redaction
 from chatgate.core.clock import Clock
 from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
 from chatgate.providers.admin import ProviderAdmin, install_reload_signal
@@ -100,6 +100,7 @@ _GC_DEFAULTS = gc.get_threshold()
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    log_redaction.install()  # the servers' own log lines show no credential
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, clock=clock)
