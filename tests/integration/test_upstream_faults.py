@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import httpx
@@ -127,6 +128,56 @@ FAULTS = [
           code="upstream_error"),
     Fault("never-ends", (endless(0.02),), "chain", "broken", code="upstream_timeout"),
 ]  # fmt: skip
+
+
+# The gRPC status each error code ends a call with.
+GRPC_STATUS = {
+    "upstream_unavailable": "UNAVAILABLE",
+    "upstream_error": "UNAVAILABLE",
+    "upstream_rate_limited": "UNAVAILABLE",
+    "rate_limit_exceeded": "UNAVAILABLE",
+    "upstream_timeout": "DEADLINE_EXCEEDED",
+    "upstream_rejected": "INVALID_ARGUMENT",
+    "context_length_exceeded": "INVALID_ARGUMENT",
+    "upstream_misconfigured": "INTERNAL",
+}
+
+
+def _cells(fault: Fault) -> tuple[str, str, str]:
+    """What a client of each streaming transport gets: OpenAI SSE, native WebSocket, gRPC."""
+    code = f"`{fault.code}`"
+    if fault.outcome == "ok":
+        answer = "the answer"
+        if fault.served == "backup":
+            answer += ", by the backup"
+        elif fault.primary_calls > 1:
+            answer += f", on try {fault.primary_calls}"
+        return answer, answer, answer
+    grpc_status = GRPC_STATUS[fault.code or ""]
+    if fault.outcome == "refused":
+        return f"HTTP {fault.status} {code}", f"`error` frame {code}", f"{grpc_status} {code}"
+    return (
+        f"part of the answer, then an `error` event {code}, no `[DONE]`",
+        f"`delta` frames, then an `error` frame {code}",
+        f"deltas, an `error` event, then {grpc_status} {code}",
+    )
+
+
+def fault_table() -> str:
+    """The README's table of faults, made from the faults these tests run."""
+    lines = [
+        "| fault (model: `solo` one upstream, `chain` a backup too) | OpenAI API (SSE) "
+        "| native WebSocket | gRPC |",
+        "|---|---|---|---|",
+    ]
+    for fault in FAULTS:
+        lines.append(f"| `{fault.name}` (`{fault.model}`) | " + " | ".join(_cells(fault)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_readme_fault_table_is_the_one_these_tests_run() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert fault_table() in readme, "README's fault table is out of date:\n" + fault_table()
 
 
 @pytest.fixture(scope="module")
@@ -487,6 +538,7 @@ def test_fault_over_grpc(rig: Gateway, fault_on: Fault) -> None:
     # A failure ends the call with a status carrying the code (after an Error event if the
     # reply had started).
     assert ended is not None and fault.code in repr(ended.trailing_metadata())
+    assert ended.code().name == GRPC_STATUS[fault.code]
     assert "key-a" not in (ended.details() or "")
     status_details = rpc_status.from_call(ended)  # type: ignore[arg-type]
     assert status_details is not None
