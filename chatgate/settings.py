@@ -55,8 +55,9 @@ class Routing(BaseModel):
     failures that cannot have been the request's own fault (connect errors, 429, 5xx, first-token
     timeouts). ``backoff_base * 2**n`` (capped at ``backoff_max``, with full jitter) is waited
     between tries unless the upstream's ``retry-after`` says longer; a ``retry-after`` beyond
-    ``max_retry_wait`` moves straight to the next deployment. ``breaker_failures`` failures in a
-    row take a deployment out for ``breaker_cooldown`` seconds, after which one request probes it.
+    ``max_retry_wait`` moves straight to the next deployment. ``breaker_failures`` requests in a
+    row that failed on a deployment (a request's retries count once) take it out for
+    ``breaker_cooldown`` seconds, after which one request probes it.
     ``request_deadline`` bounds one request as a whole: every try, wait and fallback, and the
     reply itself.
     """
