@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chatgate.core.accounts import Principal
 from chatgate.core.errors import (
     AuthenticationFailed,
     ChatgateError,
@@ -24,6 +25,8 @@ from chatgate.core.errors import (
     UpstreamError,
 )
 from chatgate.core.events import ChatRequest, Delta, ErrorEvent
+from chatgate.services import Services
+from chatgate.transports.asgi import WatchedReply
 from chatgate.transports.compat import compat_model, http_principal
 from chatgate.transports.http_common import (
     credential_of,
@@ -70,6 +73,8 @@ async def token(request: Request) -> Response:
 
 
 async def api(request: Request) -> Response:
+    """The caller and the question are checked here; the answer is made as it is sent, so a
+    client that leaves before it is ready cancels the upstream call at once."""
     services = services_of(request)
     try:
         if credential_of(request) is None:
@@ -81,16 +86,27 @@ async def api(request: Request) -> Response:
         chat = ChatRequest(
             model=compat_model(services), messages=[{"role": "user", "content": question}]
         )
-        chat.stream = False
-        texts: list[str] = []
-        async with aclosing(services.chat.stream(principal, chat)) as events:
-            async for event in events:
-                if isinstance(event, Delta):
-                    texts.append(event.text)
-                elif isinstance(event, ErrorEvent):
-                    raise event.error
     except ChatgateError as exc:
         return chatapi_error(exc)
+    chat.stream = False
+
+    async def answer() -> Response:
+        try:
+            return await _answer(services, principal, chat)
+        except ChatgateError as exc:
+            return chatapi_error(exc)
+
+    return WatchedReply(answer)
+
+
+async def _answer(services: Services, principal: Principal, chat: ChatRequest) -> Response:
+    texts: list[str] = []
+    async with aclosing(services.chat.stream(principal, chat)) as events:
+        async for event in events:
+            if isinstance(event, Delta):
+                texts.append(event.text)
+            elif isinstance(event, ErrorEvent):
+                raise event.error
     return json_response({"statu": True, "message": "".join(texts)})
 
 

@@ -15,8 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from chatgate.core.accounts import Principal
 from chatgate.core.errors import ChatgateError, InvalidRequest
 from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.services import Services
+from chatgate.transports.asgi import WatchedReply
 from chatgate.transports.compat import http_principal
 from chatgate.transports.http_common import (
     error_headers,
@@ -40,36 +43,49 @@ def _parse(data: dict[str, object]) -> tuple[str, str | None]:
 
 
 async def ask(request: Request) -> Response:
+    """The caller and the question are checked here; the answer is made as it is sent, so a
+    client that leaves before it is ready cancels the upstream call at once."""
     services = services_of(request)
     conversation_id = request.path_params["conversation_id"]
     try:
         principal = await http_principal(request)
         prompt, parent_id = _parse(await read_json(request, services.settings.max_request_bytes))
         model = await services.conversations.model_for(principal, conversation_id, None)
-        chat = ChatRequest(
-            model=model,
-            messages=[{"role": "user", "content": prompt}],
-            stream=False,
-            conversation_id=conversation_id,
-            parent_id=parent_id,
-        )
-        texts: list[str] = []
-        async with aclosing(services.chat.stream(principal, chat)) as events:
-            async for event in events:
-                if isinstance(event, Delta):
-                    texts.append(event.text)
-                elif isinstance(event, ErrorEvent):
-                    raise event.error
-                elif isinstance(event, Done):
-                    return json_response(
-                        {
-                            "message": "".join(texts),
-                            "conversation_id": event.conversation_id,
-                            "parent_id": event.message_id,
-                        }
-                    )
     except ChatgateError as exc:
         return _error(exc)
+    chat = ChatRequest(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        stream=False,
+        conversation_id=conversation_id,
+        parent_id=parent_id,
+    )
+
+    async def answer() -> Response:
+        try:
+            return await _answer(services, principal, chat)
+        except ChatgateError as exc:
+            return _error(exc)
+
+    return WatchedReply(answer)
+
+
+async def _answer(services: Services, principal: Principal, chat: ChatRequest) -> Response:
+    texts: list[str] = []
+    async with aclosing(services.chat.stream(principal, chat)) as events:
+        async for event in events:
+            if isinstance(event, Delta):
+                texts.append(event.text)
+            elif isinstance(event, ErrorEvent):
+                raise event.error
+            elif isinstance(event, Done):
+                return json_response(
+                    {
+                        "message": "".join(texts),
+                        "conversation_id": event.conversation_id,
+                        "parent_id": event.message_id,
+                    }
+                )
     raise RuntimeError("the chat stream ended without a Done event")
 
 
