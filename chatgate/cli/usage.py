@@ -1,4 +1,5 @@
-"""``chatgate usage``: what everyone (or one user) used, per day, user and model."""
+"""``chatgate usage``: what everyone (or one user) used, per day, user and model; and
+``chatgate usage reconcile``, which settles the requests a crash left in flight."""
 
 from __future__ import annotations
 
@@ -10,12 +11,45 @@ from chatgate.cli.output import new_table
 from chatgate.core.usage import UsageRow
 from chatgate.services import Services
 
+usage_app = typer.Typer(
+    help="Print requests, tokens, errors and cost per day, user and model.",
+    invoke_without_command=True,
+)
 
+
+@usage_app.command("reconcile")
+def reconcile(
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help="Only requests that started more than this many seconds ago.",
+        ),
+    ] = 0.0,
+) -> None:
+    """Settle the requests a crash left in flight.
+
+    They are marked "interrupted" in the request log and stay counted: the day's totals
+    counted them when they were reserved."""
+    from chatgate.cli.main import console, with_services
+
+    async def action(services: Services) -> int:
+        return await services.usage_queries.reconcile(older_than)
+
+    settled = with_services(action)
+    console.print(f"{settled} request(s) left in flight settled as interrupted")
+
+
+@usage_app.callback()
 def usage(
+    ctx: typer.Context,
     user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="The last N days, with today.")] = 7,
 ) -> None:
     """Print requests, tokens, errors and cost per day, user and model."""
+    if ctx.invoked_subcommand is not None:
+        return
     from chatgate.cli.main import console, with_services
 
     async def action(services: Services) -> tuple[str, str, list[UsageRow]]:

@@ -21,7 +21,7 @@ from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService, Reservation
 from chatgate.core.tokens import estimate_messages, estimate_tokens
-from chatgate.core.usage import Outcome, UsageRecorder
+from chatgate.core.usage import Entry, Outcome, UsageRecorder
 from chatgate.providers.base import UpstreamCall
 from chatgate.providers.router import ModelRegistry, ModelRoute, Served
 
@@ -54,6 +54,7 @@ class _Exchange:
     reservation: Reservation
     route: ModelRoute
     request: ChatRequest
+    entry: Entry
     messages: list[Message] = field(default_factory=list)
     turn: Turn | None = None
     served: Served = field(default_factory=Served)
@@ -124,7 +125,8 @@ class ChatService:
         reservation = await self.quotas.reserve(principal, route.name)
         if on_reserved is not None:
             on_reserved(reservation)
-        ex = _Exchange(time.perf_counter(), principal, reservation, route, request)
+        entry = self.usage.begin(principal, route.name, reservation.day)
+        ex = _Exchange(time.perf_counter(), principal, reservation, route, request, entry)
         try:
             if self.conversations is not None:
                 ex.turn = await self.conversations.begin(principal, request, route)
@@ -200,7 +202,7 @@ class ChatService:
             )
             / 1_000_000,
         )
-        self.usage.record(ex.principal, outcome)
+        self.usage.record(ex.entry, outcome)
         self.metrics.observe(outcome)
         if ex.turn is not None and self.conversations is not None:
             self.conversations.finish(ex.turn, ex.text, finish, usage, ex.route.name)

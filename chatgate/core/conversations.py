@@ -49,7 +49,7 @@ from chatgate.providers.router import ModelRegistry, ModelRoute
 from chatgate.settings import Settings
 from chatgate.store.db import Database
 from chatgate.store.tables import Conversation, StoredMessage
-from chatgate.store.writer import BatchWriter
+from chatgate.store.writer import Amendable, BatchWriter
 
 log = logging.getLogger("chatgate.conversations")
 
@@ -111,6 +111,8 @@ class StoredTurn:
     question: str
     auto_title: str | None
     """The stand-in title this exchange gave the conversation, for the model's to replace."""
+    leaf_write: Amendable
+    """The write that made the question the current message, for the reply to take over."""
 
 
 class ConversationService:
@@ -231,10 +233,10 @@ class ConversationService:
         if request.conversation_id == NEW:
             if request.regenerate:
                 raise InvalidRequest("A new conversation has nothing to regenerate.")
-            state, parent_id = self._start(principal, system, route.name, new), None
+            (state, started), parent_id = self._start(principal, system, route.name, new), None
         else:
             state = await self.owned(principal, request.conversation_id, write=True)
-            parent_id = self._parent_for(state, request)
+            parent_id, started = self._parent_for(state, request), None
         if request.regenerate:
             parent_id, new = self._regenerate_anchor(state, parent_id), []
         auto_title = state.title if request.conversation_id == NEW else None
@@ -249,11 +251,21 @@ class ConversationService:
         if last is None:
             raise InvalidRequest("There is no message to answer.", param="parent_id")
         state.leaf_id = last
+        # The question is the current message from now on: a crash before the reply leaves
+        # the conversation there, ready to be answered again.
+        leaf = {"current_leaf_id": last, "updated_at": now, "model": route.name}
+        if started is not None:
+            started.amend(leaf)
+            leaf_write = started
+        else:
+            leaf_write = self.writer.update_amendable(Conversation, {"id": state.id}, leaf)
         if request.regenerate:
             history, new = history[:-1], [{"role": "user", "content": history[-1].content}]
         messages = self._context(system or state.system_prompt, history, new, route, request)
         question = message_text(new[-1]) if new else ""
-        return StoredTurn(state.id, last, new_id(), messages, state, route, question, auto_title)
+        return StoredTurn(
+            state.id, last, new_id(), messages, state, route, question, auto_title, leaf_write
+        )
 
     def finish(self, turn: Turn, text: str, finish_reason: str, usage: Usage, model: str) -> None:
         """Keep the reply, whole or partial, and move the leaf. Never awaits.
@@ -290,21 +302,18 @@ class ConversationService:
             if turn.auto_title is not None and text:
                 self._title_later(turn)
         state.leaf_id, state.model = leaf, model
-        self.writer.update(
-            Conversation,
-            {"id": state.id},
-            {"current_leaf_id": leaf, "updated_at": now, "model": model},
-        )
+        turn.leaf_write.amend({"current_leaf_id": leaf, "updated_at": now, "model": model})
 
     def _start(
         self, principal: Principal, system: str | None, model: str, new: list[Message]
-    ) -> ConversationState:
+    ) -> tuple[ConversationState, Amendable]:
+        """A new conversation, and its row's write, which its first question completes."""
         question = next((message_text(m) for m in new if m.get("role") == "user"), "")
         state = ConversationState(
             new_id(), principal.user_id, fallback_title(question), system, model, None
         )
         now = self.clock.now()
-        self.writer.insert(
+        written = self.writer.insert_amendable(
             Conversation,
             {
                 "id": state.id,
@@ -317,9 +326,10 @@ class ConversationService:
                 "created_at": now,
                 "updated_at": now,
             },
+            key=("id",),
         )
         self._remember(state)
-        return state
+        return state, written
 
     def _parent_for(self, state: ConversationState, request: ChatRequest) -> str | None:
         if request.edit_id is not None:

@@ -3,12 +3,13 @@ reports read back from those totals (per user, key, model and day)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from chatgate.core.accounts import Principal
 from chatgate.core.clock import Clock
@@ -16,7 +17,7 @@ from chatgate.core.errors import InvalidRequest
 from chatgate.core.events import Usage
 from chatgate.store.db import Database
 from chatgate.store.tables import ApiKey, RequestLog, UsageDaily, User
-from chatgate.store.writer import BatchWriter
+from chatgate.store.writer import Amendable, BatchWriter, UsageKey
 
 
 @dataclass(slots=True)
@@ -25,7 +26,7 @@ class Outcome:
 
     model: str
     provider: str | None
-    status: str  # ok | error | cancelled | rejected
+    status: str  # ok | error | cancelled (in_flight until then; interrupted after a crash)
     usage: Usage
     counted: bool
     latency_ms: float
@@ -35,21 +36,68 @@ class Outcome:
     cost: float = 0.0
 
 
+IN_FLIGHT = "in_flight"
+"""The status of a request's log row from its reservation until it settles."""
+INTERRUPTED = "interrupted"
+"""The status ``usage reconcile`` gives a row a crash left in flight."""
+
+
+@dataclass(slots=True)
+class Entry:
+    """A request's place in the books, from its reservation until it settles."""
+
+    row: Amendable
+    key: UsageKey
+
+
 class UsageRecorder:
+    """The books of each request, written behind in two steps so that a crash cannot lose a
+    reservation: when it is taken, a request-log row "in flight" and one counted request on the
+    day's totals; when it settles, the row is completed (in place, when it has not been written
+    yet) and the totals corrected (a request that does not count gives its request back)."""
+
     def __init__(self, writer: BatchWriter, clock: Clock) -> None:
         self._writer = writer
         self._clock = clock
+        self._last = 0.0
 
-    def record(self, principal: Principal, outcome: Outcome) -> None:
+    def begin(self, principal: Principal, model: str, day: str) -> Entry:
+        """Book a reserved request on ``day`` (the reservation's day, where it settles too)."""
         key_id = principal.key_id or 0
-        usage = outcome.usage
-        self._writer.insert(
+        # The start time finds the row again, with the user: kept unique in this process.
+        now = self._clock.now()
+        self._last = now = now if now > self._last else math.nextafter(self._last, math.inf)
+        row = self._writer.insert_amendable(
             RequestLog,
             {
-                "created_at": self._clock.now(),
+                "created_at": now,
                 "user_id": principal.user_id,
                 "key_id": key_id,
-                "model": outcome.model,
+                "model": model,
+                "provider": None,
+                "status": IN_FLIGHT,
+                "error_code": None,
+                "finish_reason": None,
+                "counted": True,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost": 0.0,
+                "latency_ms": 0.0,
+                "first_token_ms": None,
+            },
+            key=("user_id", "created_at"),
+        )
+        key = (principal.user_id, key_id, model, day)
+        self._writer.add_usage(
+            key, requests=1, errors=0, prompt_tokens=0, completion_tokens=0, cost=0.0
+        )
+        return Entry(row, key)
+
+    def record(self, entry: Entry, outcome: Outcome) -> None:
+        """Settle a request's books with how it ended."""
+        usage = outcome.usage
+        entry.row.amend(
+            {
                 "provider": outcome.provider,
                 "status": outcome.status,
                 "error_code": outcome.error_code,
@@ -60,11 +108,11 @@ class UsageRecorder:
                 "cost": outcome.cost,
                 "latency_ms": outcome.latency_ms,
                 "first_token_ms": outcome.first_token_ms,
-            },
+            }
         )
         self._writer.add_usage(
-            (principal.user_id, key_id, outcome.model, self._clock.today()),
-            requests=1 if outcome.counted else 0,
+            entry.key,
+            requests=0 if outcome.counted else -1,
             errors=0 if outcome.status in ("ok", "cancelled") else 1,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -115,6 +163,23 @@ class UsageQueries:
         async with self._db.session() as session:
             requests, tokens = (await session.execute(stmt)).one()
         return int(requests), int(tokens)
+
+    async def reconcile(self, older_than: float) -> int:
+        """Settle the log rows a crash left in flight (started more than ``older_than`` seconds
+        ago, so that live requests keep theirs): they become ``interrupted``. They stay counted,
+        as the day's totals already count them from their reservation. Returns how many."""
+        await self._writer.flush()
+        stmt = (
+            update(RequestLog)
+            .where(
+                RequestLog.status == IN_FLIGHT,
+                RequestLog.created_at < self._clock.now() - older_than,
+            )
+            .values(status=INTERRUPTED, counted=True)
+        )
+        async with self._db.session() as session, session.begin():
+            result = await session.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def days_back(self, days: int) -> tuple[str, str]:
         """The first and last day of the last ``days`` days, today included."""

@@ -63,28 +63,34 @@ Op = _Insert | _Update | _Usage
 
 
 class Amendable:
-    """A row written behind that may still change (a request's log row, written when the
-    request starts and completed when it ends): changed in place while it waits in the queue,
-    by an update found by ``key`` once it has gone out. A quick request costs one insert."""
+    """A write behind that may still change (a request's log row, written when the request
+    starts and completed when it ends): changed in place while it waits in the queue, by an
+    update of the same row once it has gone out. A quick request then costs one write."""
 
-    __slots__ = ("_key", "_table", "_writer", "queued", "row")
+    __slots__ = ("_table", "_where", "_writer", "queued", "values")
 
     def __init__(
-        self, writer: BatchWriter, table: Table, row: dict[str, Any], key: tuple[str, ...]
+        self,
+        writer: BatchWriter,
+        table: Table,
+        values: dict[str, Any],
+        where: dict[str, Any] | tuple[str, ...],
     ):
         self._writer = writer
         self._table = table
-        self._key = key
-        self.row = row
+        self._where = where
+        self.values = values
         self.queued = True
 
     def amend(self, values: dict[str, Any]) -> None:
         if self.queued:
-            self.row.update(values)
-        else:
-            where = {name: self.row[name] for name in self._key}
-            self._writer._ops.append(_Update(self._table, where, values))
-            self._writer._nudge()
+            self.values.update(values)
+            return
+        where = self._where
+        if isinstance(where, tuple):  # an insert: its row is found by these columns
+            where = {name: self.values[name] for name in where}
+        self._writer._ops.append(_Update(self._table, where, values))
+        self._writer._nudge()
 
 
 @dataclass(slots=True)
@@ -151,6 +157,17 @@ class BatchWriter:
     def update(self, model: type[Base], where: dict[str, Any], values: dict[str, Any]) -> None:
         self._ops.append(_Update(_table(model), where, values))
         self._nudge()
+
+    def update_amendable(
+        self, model: type[Base], where: dict[str, Any], values: dict[str, Any]
+    ) -> Amendable:
+        """Update the rows ``where`` says and keep a handle to change the values later."""
+        table = _table(model)
+        handle = Amendable(self, table, values, where)
+        self._ops.append(_Update(table, where, values))
+        self._amendable.append(handle)
+        self._nudge()
+        return handle
 
     def add_usage(
         self,

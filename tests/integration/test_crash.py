@@ -1,0 +1,175 @@
+"""``kill -9`` in the middle of 20 streams: after a restart the day's count still holds them and
+every question is its conversation's current message, as README "Operating it" says."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).parents[2]
+STREAMS = 20
+DAILY = 25
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env_for(data: Path, delay: float = 0.0) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        CHATGATE_DATA_DIR=str(data),
+        CHATGATE_DEMO_CHUNK_DELAY=str(delay),
+        CHATGATE_USAGE_FLUSH_SECONDS="0.1",
+        CHATGATE_DEFAULT_DAILY_REQUESTS=str(DAILY),
+        CHATGATE_CONVERSATION_TITLES="false",
+    )
+    return env
+
+
+def chatgate(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatgate", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(data) | {"COLUMNS": "200"},
+        timeout=60,
+        check=False,
+    )
+
+
+class Server:
+    """``chatgate serve`` in a process of its own, to be killed."""
+
+    def __init__(self, data: Path, port: int, delay: float = 0.0) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = (data.parent / f"serve-{time.monotonic_ns()}.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatgate", "serve", "--port", str(port), "--grpc-port", "0"],
+            env=env_for(data, delay),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("chatgate serve did not become ready")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.log.close()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop()
+
+
+def stream_until_killed(url: str, key: str, n: int, started: threading.Barrier) -> None:
+    api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+    stream = api.chat.completions.create(
+        model="demo",
+        messages=[{"role": "user", "content": f"question {n} about crashes"}],
+        stream=True,
+        extra_body={"conversation_id": "new"},
+    )
+    try:
+        for i, _chunk in enumerate(stream):
+            if i == 1:
+                started.wait(30)
+    except (openai.APIError, httpx.HTTPError):
+        pass  # the server is gone
+
+
+def test_kill_9_during_20_streams_keeps_the_days_count_and_every_question(
+    data: Path, servers: list[Server]
+) -> None:
+    assert chatgate(data, "users", "create", "alice").returncode == 0
+    made = chatgate(data, "keys", "create", "--user", "alice")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    port = free_port()
+    servers.append(Server(data, port, delay=0.5))  # the demo model answers slowly
+
+    started = threading.Barrier(STREAMS + 1)
+    clients = [
+        threading.Thread(target=stream_until_killed, args=(servers[0].url, key, n, started))
+        for n in range(STREAMS)
+    ]
+    for client in clients:
+        client.start()
+    started.wait(30)  # every stream is under way
+    time.sleep(1.0)  # ten flushes of the write-behind
+    servers[0].kill()
+    for client in clients:
+        client.join(30)
+
+    db = sqlite3.connect(data / "chatgate.db")
+    (used,) = db.execute("SELECT sum(requests) FROM usage_daily").fetchone()
+    statuses = [s for (s,) in db.execute("SELECT status FROM request_log")]
+    leaves = db.execute(
+        "SELECT m.role, m.content FROM conversations c "
+        "JOIN messages m ON m.id = c.current_leaf_id ORDER BY m.content"
+    ).fetchall()
+    (replies,) = db.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()
+    db.close()
+    assert used == STREAMS
+    assert statuses == ["in_flight"] * STREAMS
+    assert sorted(content for _, content in leaves) == sorted(
+        f"question {n} about crashes" for n in range(STREAMS)
+    )
+    assert {role for role, _ in leaves} == {"user"}
+    assert replies == 0  # partial replies are what a crash loses
+
+    servers.append(Server(data, port))
+    api = openai.OpenAI(base_url=servers[1].url + "/v1", api_key=key, max_retries=0)
+    for _ in range(DAILY - STREAMS):
+        api.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.RateLimitError):
+        api.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+
+    settled = chatgate(data, "usage", "reconcile", "--older-than", "5")
+    assert settled.returncode == 0, settled.stderr
+    assert f"{STREAMS} request(s)" in settled.stdout
+    db = sqlite3.connect(data / "chatgate.db")
+    counted = db.execute(
+        "SELECT status, counted, count(*) FROM request_log GROUP BY status, counted"
+    ).fetchall()
+    db.close()
+    assert sorted(counted) == [("interrupted", 1, STREAMS), ("ok", 1, DAILY - STREAMS)]
