@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from chatgate.cli.output import LazyConsole, new_table
-from chatgate.cli.usage import usage as usage_command
+from chatgate.cli.usage import usage_app
 from chatgate.core.errors import ChatgateError
 from chatgate.services import Services
 from chatgate.settings import Settings
@@ -33,7 +33,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-app.command("usage")(usage_command)
+app.add_typer(usage_app, name="usage")
 
 console = LazyConsole()
 err_console = LazyConsole(stderr=True)
