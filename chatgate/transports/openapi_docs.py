@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from chatgate.core.validation import FLAGS, NUMBERS
 from chatgate.transports.openapi_schemas import MODELS
 
 ASSETS = "/docs/assets"
@@ -299,9 +300,22 @@ def extra_paths() -> dict[str, Any]:
     }
 
 
+def _parameters() -> dict[str, Any]:
+    """The OpenAI parameters the generation routes check, with the ranges they check."""
+    properties: dict[str, Any] = {}
+    for name, (low, high, whole) in NUMBERS.items():
+        kind = "integer" if whole else "number"
+        properties[name] = {"type": kind, "minimum": low, "maximum": high}
+    for name in FLAGS:
+        properties.setdefault(name, {"type": "boolean"})
+    return properties
+
+
 def extra_schemas() -> dict[str, Any]:
     _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
     schemas: dict[str, Any] = top["$defs"]
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        schemas[name]["properties"] = {**_parameters(), **schemas[name]["properties"]}
     return schemas
 
 

@@ -3,66 +3,85 @@
 Those routes parse their bodies by hand (they are the hot path, or must answer in an old
 program's own error shape), so these models never see a request: they exist so that
 ``/openapi.json`` tells clients, code generators and fuzzers what the routes accept and answer.
-Each model allows fields it does not name, as the routes do (OpenAI parameters are passed on
-to the upstream as they came).
+No model forbids fields it does not name (JSON Schema's default), as the routes take them:
+OpenAI parameters are passed on to the upstream as they came.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-_OPEN = ConfigDict(extra="allow")
+from chatgate.core.validation import MAX_STOP, ROLES
+
+_ROLES: list[JsonValue] = [*sorted(ROLES)]
 
 
 # ---- OpenAI requests ------------------------------------------------------------------------
 
 
 class TextPart(BaseModel):
-    model_config = _OPEN
     type: Literal["text"]
     text: str
 
 
 class ImageUrl(BaseModel):
-    model_config = _OPEN
     url: str
-    detail: Literal["auto", "low", "high"] | None = None
+    detail: str | None = Field(default=None, examples=["auto"])
 
 
 class ImagePart(BaseModel):
-    model_config = _OPEN
     type: Literal["image_url"]
-    image_url: ImageUrl
+    image_url: str | ImageUrl
+
+
+class RefusalPart(BaseModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class InputAudio(BaseModel):
+    data: str = Field(description="Base64-encoded audio.")
+    format: str = Field(examples=["wav"])
+
+
+class AudioPart(BaseModel):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FilePart(BaseModel):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+ContentPart = TextPart | ImagePart | RefusalPart | AudioPart | FilePart
 
 
 class FunctionCall(BaseModel):
-    model_config = _OPEN
     name: str
     arguments: str = Field(description="The arguments as a JSON text.")
 
 
 class ToolCall(BaseModel):
-    model_config = _OPEN
     id: str
     type: Literal["function"]
     function: FunctionCall
 
 
 class ChatMessage(BaseModel):
-    """One message of the conversation so far."""
+    """One message of the conversation so far. ``content`` may be left out or null only by an
+    assistant message (one that made tool calls); a ``tool`` message names its call."""
 
-    model_config = _OPEN
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart | ImagePart] | None = None
+    role: str = Field(json_schema_extra={"enum": _ROLES})
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 
 
 class FunctionDefinition(BaseModel):
-    model_config = _OPEN
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = Field(
@@ -71,34 +90,29 @@ class FunctionDefinition(BaseModel):
 
 
 class Tool(BaseModel):
-    model_config = _OPEN
     type: Literal["function"]
     function: FunctionDefinition
 
 
 class NamedToolChoice(BaseModel):
-    model_config = _OPEN
     type: Literal["function"]
     function: dict[str, str] = Field(examples=[{"name": "get_weather"}])
 
 
 class StreamOptions(BaseModel):
-    model_config = _OPEN
     include_usage: bool | None = Field(
         default=None, description="Add a last chunk with the reply's token counts."
     )
 
 
 class _Common(BaseModel):
-    model_config = _OPEN
+    """What both generation routes take; the numeric parameters and flags they check (from
+    ``chatgate.core.validation``) are added to the description beside these."""
+
     model: str = Field(min_length=1, examples=["demo"], description="A name from /v1/models.")
     stream: bool = Field(default=False, description="Answer as server-sent events.")
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=MAX_STOP)
     conversation_id: str | None = Field(
         default=None,
         min_length=1,
@@ -114,11 +128,28 @@ class _Common(BaseModel):
     )
 
 
+_CHAT_EXAMPLES: list[JsonValue] = [
+    {"model": "demo", "messages": [{"role": "user", "content": "Hello!"}]},
+    {
+        "model": "demo",
+        "stream": True,
+        "messages": [{"role": "user", "content": "Name a tree."}],
+        "conversation_id": "new",
+    },
+    {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+        "tool_choice": "required",
+    },
+]
+
+
 class ChatCompletionRequest(_Common):
     """``POST /v1/chat/completions``. Other OpenAI parameters are passed to the upstream."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": _CHAT_EXAMPLES})
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
 
@@ -126,8 +157,10 @@ class ChatCompletionRequest(_Common):
 class CompletionRequest(_Common):
     """``POST /v1/completions`` (the legacy text completions)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "demo", "prompt": "Say this is a test"}]}
+    )
     prompt: str | list[str] = Field(examples=["Say this is a test"])
-    best_of: int | None = Field(default=None, ge=1)
 
 
 # ---- OpenAI answers -------------------------------------------------------------------------
@@ -172,7 +205,6 @@ class ChatCompletion(_Ids):
 
 
 class ChunkToolCall(BaseModel):
-    model_config = _OPEN
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
@@ -251,7 +283,7 @@ class OpenAIError(BaseModel):
 
 
 class ChatApiLogin(BaseModel):
-    model_config = _OPEN
+    model_config = ConfigDict(json_schema_extra={"examples": [{"u": "alice", "p": "secret"}]})
     u: str = Field(description="User name.")
     p: str = Field(description="Password.")
 
@@ -278,7 +310,9 @@ class ChatApiError(BaseModel):
 
 
 class EasyBackendAsk(BaseModel):
-    model_config = _OPEN
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"prompt": "Hello!", "parent_id": None}]}
+    )
     prompt: str = Field(min_length=1)
     parent_id: str | None = Field(
         default=None, max_length=64, description="The reply to continue from; `new` or null."
