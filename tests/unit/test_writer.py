@@ -316,3 +316,26 @@ async def test_an_amended_row_is_one_insert_while_queued_and_an_update_once_writ
         ).all()
     await db.close()
     assert sorted(map(tuple, rows)) == [("cancelled", 9), ("ok", 5)]
+
+
+async def test_an_amended_update_goes_out_once_while_queued_and_again_once_written(
+    tmp_path: Path,
+) -> None:
+    from chatgate.store.tables import Conversation, User
+
+    db = await open_db(tmp_path)
+    async with db.session() as session, session.begin():
+        session.add(User(id=1, name="u", created_at=0.0))
+        await session.flush()
+        session.add(Conversation(id="c", user_id=1, created_at=0.0, updated_at=0.0))
+    writer = BatchWriter(db)
+    leaf = writer.update_amendable(Conversation, {"id": "c"}, {"current_leaf_id": "question"})
+    leaf.amend({"current_leaf_id": "reply-1"})
+    assert writer.pending == 1
+    await writer.flush()
+    leaf.amend({"current_leaf_id": "reply-2"})
+    assert writer.pending == 1
+    await writer.flush()
+    async with db.session() as session:
+        assert await session.scalar(select(Conversation.current_leaf_id)) == "reply-2"
+    await db.close()
