@@ -322,6 +322,19 @@ def extra_schemas() -> dict[str, Any]:
 # ---- putting it together --------------------------------------------------------------------
 
 
+def _errors_as_answered(schema: dict[str, Any]) -> None:
+    """FastAPI describes its 422 as ``{"detail": [...]}``; chatgate answers OpenAI's shape."""
+    schemas = schema["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            invalid = operation.get("responses", {}).get("422")
+            if invalid is not None:
+                invalid["description"] = "A field is missing or has the wrong type."
+                invalid["content"] = {"application/json": {"schema": _ref("OpenAIError")}}
+
+
 def _extend(schema: dict[str, Any], public: frozenset[str]) -> None:
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -337,6 +350,7 @@ def _extend(schema: dict[str, Any], public: frozenset[str]) -> None:
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             operation.setdefault("security", [] if path in public else _SECURITY)
+    _errors_as_answered(schema)
     schema["paths"].update(extra_paths())
     schema["info"]["description"] = schema["info"].get("description", "") + _WEBSOCKETS
 

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from starlette.routing import Mount, Route
 from support import Gateway
 
@@ -121,3 +122,13 @@ def test_every_http_route_is_described(gateway: Gateway) -> None:
     operations = [(p, op) for p, ops in document["paths"].items() for op in ops.values()]
     public = {path for path, op in operations if not op["security"]}
     assert public <= PUBLIC_PATHS
+
+
+def test_a_rejected_native_request_has_the_shape_the_document_describes(gateway: Gateway) -> None:
+    document = httpx.get(gateway.url + "/openapi.json").json()
+    described = document["paths"]["/api/v1/keys"]["post"]["responses"]["422"]
+    schema = {**described["content"]["application/json"]["schema"], **document}
+    headers = {"Authorization": f"Bearer {gateway.key('alice')}"}
+    answer = httpx.post(gateway.url + "/api/v1/keys", json={"name": 5}, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert list(Draft202012Validator(schema).iter_errors(answer.json())) == []
