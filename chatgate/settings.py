@@ -11,6 +11,7 @@ import secrets
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -90,6 +91,25 @@ class ModelConfig(BaseModel):
     allowed_roles: list[str] = Field(default_factory=list)
 
 
+def http_base_url(url: str) -> str:
+    """An upstream's base URL: http or https with a host, and no query or fragment (any host,
+    local ones included: local model servers are the usual case)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http:// or https:// URL with a host, not {url!r}")
+    if "?" in url or "#" in url:
+        raise ValueError(f"base_url must not have a query or a fragment: {url!r}")
+    return url
+
+
+def not_chatgates_own(name: str) -> str:
+    """An environment variable a provider's key may come from: never one of chatgate's own
+    settings (``CHATGATE_SECRET_KEY`` would hand the signing secret to the upstream)."""
+    if name.upper().startswith("CHATGATE_"):
+        raise ValueError(f"{name} is one of chatgate's own settings, never a provider's key")
+    return name
+
+
 class ProviderConfig(BaseModel):
     """One upstream model server."""
 
@@ -105,6 +125,16 @@ class ProviderConfig(BaseModel):
     deployment: str | None = None
     discover_models: bool = True
     max_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        return http_base_url(value)
+
+    @field_validator("api_key_envs")
+    @classmethod
+    def _not_chatgates_own(cls, names: list[str]) -> list[str]:
+        return [not_chatgates_own(name) for name in names]
 
     @model_validator(mode="after")
     def _keys_from_env(self) -> ProviderConfig:
@@ -153,6 +183,8 @@ class Settings(BaseSettings):
     upstream_timeouts: Timeouts = Field(default_factory=Timeouts)
     routing: Routing = Field(default_factory=Routing)
     providers: list[ProviderConfig] = Field(default_factory=list)
+    # Environment variables that providers added through the admin API may read keys from.
+    provider_key_envs_allowed: list[str] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
@@ -210,6 +242,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"model alias {part.strip()!r} is not of the form old=new")
             pairs[alias.strip()] = target.strip()
         return pairs
+
+    @field_validator("provider_key_envs_allowed")
+    @classmethod
+    def _allowed_envs_are_not_chatgates(cls, names: list[str]) -> list[str]:
+        return [not_chatgates_own(name) for name in names]
 
     @field_validator("grpc_port", "port")
     @classmethod

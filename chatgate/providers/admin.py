@@ -77,6 +77,7 @@ class ProviderAdmin:
 
     async def put_provider(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Add or replace a provider. Keys left out of ``body`` are kept from the old one."""
+        self._check_key_envs(body.get("api_key_envs"))
         async with self._lock:
             old = {c.name: c for c in self.registry.settings.providers}
             previous = old.get(name)
@@ -86,6 +87,21 @@ class ProviderAdmin:
             old[name] = config
             await self._apply(providers=list(old.values()))
             return self.describe(config)
+
+    def _check_key_envs(self, names: Any) -> None:
+        """Environment variables named through the API must be on the operator's list, set in
+        the configuration file: otherwise any variable of the server's, its signing secret
+        included, could be sent to a URL of the caller's choosing."""
+        allowed = set(self.registry.settings.provider_key_envs_allowed)
+        for name in names if isinstance(names, list) else []:
+            if not isinstance(name, str):
+                continue  # the model's validation says what is wrong with it
+            if name.upper().startswith("CHATGATE_") or name not in allowed:
+                raise InvalidRequest(
+                    f"api_key_envs: {name!r} is not in the server's provider_key_envs_allowed "
+                    "(set in its configuration file; CHATGATE_* variables are never allowed)",
+                    param="api_key_envs",
+                )
 
     async def remove_provider(self, name: str) -> None:
         async with self._lock:
@@ -163,7 +179,8 @@ def _validate(model: type[M], data: dict[str, Any]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{where or 'body'}: {first['msg']}", param=where or None) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{where or 'body'}: {message}", param=where or None) from None
 
 
 def _without_password(url: str | None) -> str | None:

@@ -237,3 +237,113 @@ def _reload_story(
     refused = admin.post("/providers/reload")
     assert refused.status_code == 400 and "config file" in refused.json()["error"]["message"]
     assert "second-model" in {m.id for m in api.models.list()}
+
+
+# ---- what the admin API refuses: a provider is a URL the server calls, with a key it sends --
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_FLUSHALL",
+        "unix:///var/run/docker.sock",
+        "ftp://files.example.com/v1",
+        "javascript:alert(1)",
+        "//api.example.com/v1",
+        "localhost:11434/v1",
+        "http://",
+        "https://api.example.com/v1?api-version=1",
+        "https://api.example.com/v1#part",
+        "http://127.0.0.1:8000/v1?",
+    ],
+)
+def test_a_base_url_that_is_not_a_plain_http_url_is_refused(
+    admin_gateway: tuple[Gateway, httpx.Client], base_url: str
+) -> None:
+    _, admin = admin_gateway
+    refused = admin.put("/providers/probe", json={"base_url": base_url})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "base_url" and "base_url must" in error["message"]
+    assert "probe" not in {p["name"] for p in admin.get("/providers").json()["data"]}
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:11434/v1",
+        "http://localhost:8000/v1",
+        "http://[::1]:8000/v1",
+        "https://api.example.com/v1",
+        "HTTPS://API.EXAMPLE.COM/v1",
+        "http://10.0.0.7/openai/v1",
+    ],
+)
+def test_local_and_remote_http_urls_are_accepted(
+    admin_gateway: tuple[Gateway, httpx.Client], base_url: str
+) -> None:
+    _, admin = admin_gateway
+    added = admin.put("/providers/local", json={"base_url": base_url, "discover_models": False})
+    assert added.status_code == 200, added.text
+    assert added.json()["base_url"] == base_url
+
+
+@pytest.fixture
+def envs_gateway(
+    make_gateway: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Gateway, httpx.Client]]:
+    """An operator who lets providers read their key from TEAM_UPSTREAM_KEY, and no other."""
+    monkeypatch.setenv("TEAM_UPSTREAM_KEY", "sk-team-upstream")
+    monkeypatch.setenv("OTHER_UPSTREAM_KEY", "sk-other-upstream")
+    gateway = make_gateway(provider_key_envs_allowed=["TEAM_UPSTREAM_KEY"])
+    gateway.user("root", admin=True)
+    with httpx.Client(
+        base_url=gateway.url + "/api/v1/admin",
+        headers={"Authorization": f"Bearer {gateway.key('root')}"},
+        timeout=10,
+    ) as client:
+        yield gateway, client
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["CHATGATE_SECRET_KEY"],
+        ["chatgate_secret_key"],
+        ["CHATGATE_DATABASE_URL"],
+        ["OTHER_UPSTREAM_KEY"],
+        ["HOME"],
+        ["TEAM_UPSTREAM_KEY", "PATH"],
+    ],
+)
+def test_key_variables_named_through_the_api_must_be_on_the_operators_list(
+    envs_gateway: tuple[Gateway, httpx.Client], primary: FaultyUpstream, names: list[str]
+) -> None:
+    _, admin = envs_gateway
+    refused = admin.put("/providers/probe", json=_provider(primary, api_key_envs=names))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "api_key_envs" and "provider_key_envs_allowed" in error["message"]
+    assert "probe" not in {p["name"] for p in admin.get("/providers").json()["data"]}
+    assert primary.chat_requests() == []
+
+
+def test_a_key_variable_on_the_list_is_read_and_sent_upstream(
+    envs_gateway: tuple[Gateway, httpx.Client], primary: FaultyUpstream
+) -> None:
+    gateway, admin = envs_gateway
+    added = admin.put(
+        "/providers/team", json=_provider(primary, api_key_envs=["TEAM_UPSTREAM_KEY"])
+    )
+    assert added.status_code == 200, added.text
+    assert added.json()["keys"] == 1
+    assert (
+        admin.put(
+            "/models/team-model", json={"deployments": ["team"], "upstream_name": "demo"}
+        ).status_code
+        == 200
+    )
+    primary.enqueue(ok())
+    _chat(gateway, gateway.key("alice"), "team-model")
+    assert primary.chat_requests()[-1].headers["authorization"] == "Bearer sk-team-upstream"
