@@ -146,12 +146,10 @@ async def ask_lines(
                 if isinstance(event, Delta):
                     if piece := text.feed(event.text):
                         yield piece
-                elif isinstance(event, Done):
+                else:
                     if rest := text.flush():
                         yield rest
-                    yield end_line(event)
-                else:
-                    yield err_line(event.error)
+                    yield end_line(event) if isinstance(event, Done) else err_line(event.error)
     except ChatgateError as exc:
         yield err_line(exc)
     except Exception:
