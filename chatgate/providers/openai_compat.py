@@ -2,7 +2,9 @@
 
 One pooled keep-alive aiohttp session per provider, created once. Streamed replies are relayed
 as the upstream sent them, cut at event boundaries; a copy of each event is parsed with orjson
-only for what accounting needs (text, tool calls, finish reason, usage).
+only for what accounting needs (text, tool calls, finish reason, usage). Those values are
+checked and bounded here, at the edge, before anything counts, shows or stores them; a piece
+whose values had to be replaced is not relayed in the upstream's own bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ _RETRYABLE_5XX = frozenset((500, 502, 503, 504))
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectorError,
     aiohttp.ConnectionTimeoutError,
+    aiohttp.ClientHttpProxyError,
+    aiohttp.InvalidURL,
     aiohttp_socks.ProxyError,
     aiohttp_socks.ProxyConnectionError,
     aiohttp_socks.ProxyTimeoutError,

@@ -284,10 +284,19 @@ def _unreachable_urls(up: FaultyUpstream) -> list[tuple[str, str, dict[str, Any]
         ("tls", f"https://127.0.0.1:{up.port}/v1", {}),
         ("socks5-proxy-down", up.base_url, {"proxy": f"socks5://127.0.0.1:{free_port()}"}),
         ("http-proxy-down", up.base_url, {"proxy": f"http://127.0.0.1:{free_port()}"}),
+        # The proxy answers the tunnel request with a 403 (its act below).
+        ("http-proxy-refuses", f"https://127.0.0.1:{free_port()}/v1", {"proxy": up.url}),
     ]
 
 
-CONNECT_FAILURES = ["refused", "dns", "tls", "socks5-proxy-down", "http-proxy-down"]
+CONNECT_FAILURES = [
+    "refused",
+    "dns",
+    "tls",
+    "socks5-proxy-down",
+    "http-proxy-down",
+    "http-proxy-refuses",
+]
 
 
 @pytest.mark.parametrize("how", CONNECT_FAILURES)
@@ -300,6 +309,7 @@ async def test_an_upstream_that_cannot_be_reached_is_retried_then_fallen_back(
     stream: bool,
 ) -> None:
     [(_, url, extra)] = [u for u in _unreachable_urls(primary) if u[0] == how]
+    primary.default = status(403, "tunnels are not allowed")
     settings = chain_settings(make_settings, url, backup.base_url, primary_extra=extra)
     registry = ModelRegistry(settings)
     try:
