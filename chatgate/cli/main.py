@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from chatgate.cli.output import LazyConsole, new_table
 from chatgate.cli.usage import usage_app
+from chatgate.core.accounts import UserInfo
 from chatgate.core.errors import ChatgateError
 from chatgate.services import Services
 from chatgate.settings import Settings
@@ -210,17 +211,13 @@ def users_list() -> None:
         "streams",
         "created",
     )
-    for u in users:
-        q = u.quota
+    for u, shown in users:
         table.add_row(
             str(u.id),
             u.name,
             u.role,
             "yes" if u.disabled else "no",
-            *(
-                ("default" if q[f] is None else str(q[f]))
-                for f in ("daily_requests", "daily_tokens", "rpm", "max_streams")
-            ),
+            *shown.values(),
             when(u.created_at),
         )
     console.print(table)
