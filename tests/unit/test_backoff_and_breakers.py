@@ -91,3 +91,46 @@ def test_an_upstream_that_asks_for_a_long_pause_is_rested_that_long() -> None:
     assert not health.acquire(KEY)
     clock.at += 21
     assert health.acquire(KEY)
+
+
+def test_the_retries_of_one_request_are_one_failure() -> None:
+    health = Health(Routing(breaker_failures=2, breaker_cooldown=30), now=Clock())
+    health.failed(KEY)
+    health.failed(KEY, again=True)
+    health.failed(KEY, again=True)
+    assert health.state(KEY) == "closed" and health.acquire(KEY)
+    health.failed(KEY)  # a second request
+    assert health.state(KEY) == "open"
+
+
+def test_a_pause_the_upstream_asked_for_ends_on_time_and_is_not_a_failure() -> None:
+    clock = Clock()
+    health = Health(Routing(breaker_failures=1, breaker_cooldown=30), now=clock)
+    health.rest(KEY, 2.0)
+    assert health.state(KEY) == "resting" and not health.acquire(KEY)
+    assert health.retry_in(KEY) == pytest.approx(2.0)
+    clock.at += 1.99
+    assert not health.admits(KEY)
+    clock.at += 0.02
+    assert health.admits(KEY) and health.acquire(KEY) and health.acquire(KEY)
+    assert health.state(KEY) == "closed", "resting did not count towards the breaker"
+
+
+def test_asking_whether_a_deployment_admits_does_not_take_the_probe() -> None:
+    clock = Clock()
+    health = Health(Routing(breaker_failures=1, breaker_cooldown=5), now=clock)
+    health.failed(KEY)
+    clock.at += 6
+    assert health.admits(KEY) and health.admits(KEY)
+    assert health.acquire(KEY)
+    assert not health.admits(KEY), "the probe is out"
+
+
+def test_a_request_that_answers_during_a_pause_does_not_end_the_pause() -> None:
+    clock = Clock()
+    health = Health(Routing(), now=clock)
+    health.rest(KEY, 5)
+    health.succeeded(KEY)
+    assert not health.acquire(KEY)
+    clock.at += 5
+    assert health.acquire(KEY)
