@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from chatgate import __version__, log_redaction
 from chatgate.core.clock import Clock
-from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound, PayloadTooLarge
 from chatgate.providers.admin import ProviderAdmin, install_reload_signal
 from chatgate.services import Services
 from chatgate.settings import Settings
@@ -35,7 +35,13 @@ from chatgate.transports import (
     websocket,
 )
 from chatgate.transports.hot_paths import ChatgateApp, hot_paths
-from chatgate.transports.http_common import error_body, error_response, json_response
+from chatgate.transports.http_common import (
+    INTERNAL,
+    error_body,
+    error_response,
+    json_response,
+    services_of,
+)
 
 if TYPE_CHECKING:
     import grpc
@@ -130,7 +136,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         description="A self-hosted ChatGPT service with an OpenAI-compatible gateway.",
         docs_url=None,
         redoc_url=None,
+        max_body_size=settings.max_request_bytes,
     )
+    app.public_paths = PUBLIC_PATHS
     for route in openai_http.routes:
         app.router.routes.append(route)
     app.hot_paths = hot_paths(openai_http.routes)
@@ -174,7 +182,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
             return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        if exc.status_code == 413:
+            limit = services_of(request).settings.max_request_bytes
+            return error_response(
+                PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+            )
         err = ChatgateError(str(exc.detail))
         err.status = exc.status_code
         err.code = "http_error"
         return json_response(error_body(err), status=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        """The last resort: a bug answers in OpenAI's shape (the server logs the traceback)."""
+        return error_response(INTERNAL)

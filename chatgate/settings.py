@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     conversation_cache_size: int = 1000
     conversation_titles: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
+    max_message_chars: int = Field(default=200_000, ge=1)
+    max_system_chars: int = Field(default=100_000, ge=1)
 
     key_cache_seconds: float = 30.0
     jwt_lifetime_days: float = Field(default=30.0, gt=0)

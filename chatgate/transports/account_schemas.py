@@ -3,20 +3,37 @@ pydantic models so they are checked on the way in and documented at ``/docs``.""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.core.accounts import KeyInfo, UserInfo
 from chatgate.core.usage import UsageRow
 
+# Every number that comes from outside has bounds: ids fit the database's 64-bit integers,
+# limits stay far below them (and below what a JSON client can hold exactly, 2**53).
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 10**15
+MAX_EXPIRES_DAYS = 36_500
 
-class Quota(BaseModel):
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="A key's id.")]
+
+
+class Incoming(BaseModel):
+    """What a client sends: ``NaN`` and infinities are not numbers it may send."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Quota(Incoming):
     """Limits; ``null`` means the default (for a user) or none of its own (for a key), and
     -1 means no limit at all."""
 
-    daily_requests: int | None = Field(default=None, ge=-1)
-    daily_tokens: int | None = Field(default=None, ge=-1)
-    rpm: int | None = Field(default=None, ge=-1)
-    max_streams: int | None = Field(default=None, ge=-1)
+    daily_requests: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)
+    daily_tokens: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)
+    rpm: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)
+    max_streams: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)
 
 
 class UserOut(BaseModel):
@@ -39,7 +56,7 @@ class UserOut(BaseModel):
         )
 
 
-class LoginIn(BaseModel):
+class LoginIn(Incoming):
     username: str = Field(max_length=256)
     password: str = Field(max_length=1024)
     cookie: bool = Field(default=False, description="Also set the HttpOnly login cookie.")
@@ -52,11 +69,11 @@ class LoginOut(BaseModel):
     user: UserOut
 
 
-class LogoutIn(BaseModel):
+class LogoutIn(Incoming):
     everywhere: bool = Field(default=False, description="End every login of this user.")
 
 
-class PasswordIn(BaseModel):
+class PasswordIn(Incoming):
     current_password: str = Field(max_length=1024)
     new_password: str = Field(min_length=8, max_length=1024)
 
@@ -71,9 +88,9 @@ class MeOut(BaseModel):
     key_limits: Quota
 
 
-class KeyIn(BaseModel):
+class KeyIn(Incoming):
     name: str | None = Field(default=None, max_length=128)
-    expires_days: float | None = Field(default=None, gt=0)
+    expires_days: float | None = Field(default=None, gt=0, le=MAX_EXPIRES_DAYS)
 
 
 class KeyOut(BaseModel):
@@ -108,13 +125,13 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="The key itself, shown this once and never stored.")
 
 
-class UserIn(BaseModel):
+class UserIn(Incoming):
     name: str = Field(max_length=64)
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     role: str = Field(default="user", pattern="^(user|admin)$")
 
 
-class UserPatch(BaseModel):
+class UserPatch(Incoming):
     role: str | None = Field(default=None, pattern="^(user|admin)$")
     disabled: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)

@@ -8,10 +8,12 @@ the web page, with the HttpOnly login cookie set by ``POST /api/v1/auth/login``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -30,6 +32,7 @@ from chatgate.core.errors import (
     UnsupportedMediaType,
 )
 from chatgate.services import Services
+from chatgate.settings import Settings
 from chatgate.transports.asgi import Head, JsonReply
 
 SESSION_COOKIE = "chatgate_session"
@@ -195,6 +198,31 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return parse_object(b"".join(parts))
 
 
+class StrictRequest(Request):
+    """A request whose JSON body is read with orjson, as JSON itself is: ``NaN``, ``Infinity``
+    and numbers too large for a double are refused, where the standard library would take
+    them (``expires_days: Infinity`` would make a key that never expires)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class StrictRoute(APIRoute):
+    """The route class of every native router: bodies are parsed by ``StrictRequest``. A body
+    orjson refuses raises its ``JSONDecodeError`` (a ``json.JSONDecodeError``), which FastAPI
+    answers as any malformed body: 422 in the JSON error shape."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictRequest(request.scope, request.receive, request._send))
+
+        return strict
+
+
 def parse_object(raw: bytes) -> dict[str, Any]:
     """A request body that must be one JSON object."""
     try:
@@ -206,6 +234,37 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return data
+
+
+def check_sizes(
+    settings: Settings, *, content: str | None = None, system: str | None = None
+) -> None:
+    """A message or a system prompt that would be stored must fit its own limit (the body limit
+    alone would let one message fill the whole request)."""
+    if content is not None and len(content) > settings.max_message_chars:
+        raise PayloadTooLarge(
+            f"A message may have at most {settings.max_message_chars} characters.",
+            param="content",
+        )
+    if system is not None and len(system) > settings.max_system_chars:
+        raise PayloadTooLarge(
+            f"A system prompt may have at most {settings.max_system_chars} characters.",
+            param="system",
+        )
+
+
+def check_message_sizes(settings: Settings, messages: list[dict[str, Any]]) -> None:
+    """``check_sizes`` for the messages of an OpenAI chat request (already shape-checked)."""
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(p["text"] for p in content if p.get("type") == "text")
+        if not isinstance(content, str):
+            continue
+        if message.get("role") in ("system", "developer"):
+            check_sizes(settings, system=content)
+        else:
+            check_sizes(settings, content=content)
 
 
 def error_body(exc: ChatgateError) -> dict[str, Any]:

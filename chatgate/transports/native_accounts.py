@@ -18,6 +18,7 @@ from chatgate.core.logins import Session
 from chatgate.core.usage import GROUPS
 from chatgate.services import Services
 from chatgate.transports.account_schemas import (
+    KeyId,
     KeyIn,
     KeyOut,
     LoginIn,
@@ -33,12 +34,13 @@ from chatgate.transports.account_schemas import (
 )
 from chatgate.transports.http_common import (
     SESSION_COOKIE,
+    StrictRoute,
     authenticate,
     require_admin,
     services_of,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
 
 ServicesDep = Annotated[Services, Depends(services_of)]
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -149,7 +151,7 @@ async def create_key(body: KeyIn, caller: Caller, services: ServicesDep) -> NewK
 
 
 @router.delete("/keys/{key_id}", tags=["keys"])
-async def revoke_key(key_id: int, caller: Caller, services: ServicesDep) -> KeyOut:
+async def revoke_key(key_id: KeyId, caller: Caller, services: ServicesDep) -> KeyOut:
     """Revoke one of one's own keys (another user's key is simply not found)."""
     return KeyOut.of(await services.accounts.revoke_key(key_id, user_id=caller.user_id))
 

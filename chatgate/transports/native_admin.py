@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from chatgate.core.errors import Conflict
 from chatgate.transports.account_schemas import (
+    KeyId,
     KeyIn,
     KeyOut,
     NewKeyOut,
@@ -21,6 +22,7 @@ from chatgate.transports.account_schemas import (
     UserOut,
     UserPatch,
 )
+from chatgate.transports.http_common import StrictRoute
 from chatgate.transports.native_accounts import (
     Admin,
     From,
@@ -31,7 +33,7 @@ from chatgate.transports.native_accounts import (
     parse_groups,
 )
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=StrictRoute)
 
 
 @router.get("/users")
@@ -102,12 +104,12 @@ async def list_keys(admin: Admin, services: ServicesDep) -> list[KeyOut]:
 
 
 @router.delete("/keys/{key_id}")
-async def revoke_key(key_id: int, admin: Admin, services: ServicesDep) -> KeyOut:
+async def revoke_key(key_id: KeyId, admin: Admin, services: ServicesDep) -> KeyOut:
     return KeyOut.of(await services.accounts.revoke_key(key_id))
 
 
 @router.put("/keys/{key_id}/quota")
-async def set_key_quota(key_id: int, body: Quota, admin: Admin, services: ServicesDep) -> KeyOut:
+async def set_key_quota(key_id: KeyId, body: Quota, admin: Admin, services: ServicesDep) -> KeyOut:
     """A key's own limits, binding its requests on top of its owner's (null or -1: none)."""
     limits = body.model_dump(exclude_unset=True)
     return KeyOut.of(await services.accounts.set_key_quota(key_id, **limits))

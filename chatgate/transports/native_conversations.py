@@ -20,12 +20,21 @@ from starlette.responses import Response
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.validation import MAX_INT
+from chatgate.transports.account_schemas import Incoming
 from chatgate.transports.asgi import WatchedReply
-from chatgate.transports.http_common import INTERNAL, authenticate, error_body, services_of
+from chatgate.transports.http_common import (
+    INTERNAL,
+    StrictRoute,
+    authenticate,
+    check_sizes,
+    error_body,
+    services_of,
+)
 from chatgate.transports.sse_response import SSEResponse
 
 log = logging.getLogger("chatgate.http")
-router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"], route_class=StrictRoute)
 _STREAMED: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "events, or JSON"}
 }
@@ -36,13 +45,13 @@ Caller = Annotated[Principal, Depends(authenticate)]
 # ---- wire models ------------------------------------------------------------------------------
 
 
-class ConversationIn(BaseModel):
+class ConversationIn(Incoming):
     title: str | None = Field(default=None, max_length=255)
     system: str | None = None
     model: str | None = None
 
 
-class ConversationPatch(BaseModel):
+class ConversationPatch(Incoming):
     """Fields to change; those left out stay as they are."""
 
     title: str | None = Field(default=None, max_length=255)
@@ -117,14 +126,14 @@ class ConversationPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
 
 
-class Ask(BaseModel):
+class Ask(Incoming):
     """How to answer: the model (default: the conversation's), streaming and sampling."""
 
     model: str | None = None
     stream: bool = True
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
 
     def params(self) -> dict[str, Any]:
         return self.model_dump(include={"temperature", "top_p", "max_tokens"}, exclude_none=True)
@@ -159,6 +168,7 @@ class ReplyOut(BaseModel):
 async def create_conversation(
     body: ConversationIn, request: Request, caller: Caller
 ) -> ConversationOut:
+    check_sizes(services_of(request).settings, system=body.system)
     conversations = services_of(request).conversations
     state = await conversations.create(
         caller, title=body.title, system_prompt=body.system, model=body.model
@@ -196,6 +206,7 @@ async def change_conversation(
     conversation_id: str, body: ConversationPatch, request: Request, caller: Caller
 ) -> ConversationOut:
     """Rename, change the system prompt, or make another message the current leaf."""
+    check_sizes(services_of(request).settings, system=body.system)
     conversations = services_of(request).conversations
     await conversations.change(
         caller,
@@ -236,6 +247,7 @@ async def post_message(
 ) -> Response:
     """Send a message (as a child of ``parent_id``, or of the leaf) and get the reply;
     ``new`` as the id starts a conversation."""
+    check_sizes(services_of(request).settings, content=body.content, system=body.system)
     message = {"role": "user", "content": body.content}
     return await _exchange(
         request,
@@ -270,6 +282,7 @@ async def edit(
     conversation_id: str, message_id: str, body: EditIn, request: Request, caller: Caller
 ) -> Response:
     """Send a changed question as a new sibling of the user message ``message_id``."""
+    check_sizes(services_of(request).settings, content=body.content)
     message = {"role": "user", "content": body.content}
     return await _exchange(request, caller, conversation_id, body, [message], edit_id=message_id)
 

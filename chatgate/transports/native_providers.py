@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from chatgate.core.accounts import Principal
 from chatgate.providers.admin import ProviderAdmin
-from chatgate.transports.http_common import require_admin, services_of
+from chatgate.transports.http_common import StrictRoute, require_admin, services_of
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin: providers"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin: providers"], route_class=StrictRoute)
 
 
 async def _admin(request: Request) -> Principal:
