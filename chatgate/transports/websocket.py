@@ -28,7 +28,6 @@ from chatgate.core.errors import (
     NotFound,
 )
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done
-from chatgate.core.validation import check_chat
 from chatgate.transports.http_common import services_of
 from chatgate.transports.openai_http import parse_chat
 from chatgate.transports.ws_session import Session, SocketGone, handshake_token
@@ -68,8 +67,7 @@ def parse_request(frame: dict[str, Any]) -> ChatRequest:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidRequest("'prompt' must be a non-empty string.", param="prompt")
         body["messages"] = [{"role": "user", "content": prompt}]
-    check_chat(body)
-    request = parse_chat(body)
+    request = parse_chat(body)  # the whole shape checked, as for HTTP
     request.stream = True
     request.wants_raw = False
     request.client_usage = False
