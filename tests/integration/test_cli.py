@@ -47,6 +47,7 @@ def test_admin_creates_a_user_and_a_key_that_the_openai_sdk_accepts(tmp_path: Pa
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("sk-cg-") and len(key) == len("sk-cg-") + 43
+    assert made.stdout == key + "\n", "the key alone, for export CHATGATE_KEY=$(…)"
     assert "shown once" in made.stderr
 
     listed = run(data, "keys", "list")
