@@ -74,7 +74,7 @@ def _retry_after(headers: Any) -> float | None:
         seconds = float(value) * scale
     except ValueError:
         return None
-    return seconds if 0.0 <= seconds < 86_400 else None
+    return min(seconds, 86_400.0) if seconds >= 0.0 else None  # not NaN, nor negative
 
 
 def _openai_error(body: bytes) -> dict[str, Any] | None:
@@ -99,11 +99,6 @@ def _openai_error(body: bytes) -> dict[str, Any] | None:
 
 def _ident(value: Any) -> str | None:
     return value if isinstance(value, str) and _IDENT.fullmatch(value) else None
-
-
-def _error_message(body: bytes) -> str:
-    err = _openai_error(body)
-    return str(err["message"])[:_MESSAGE_LIMIT] if err is not None else "no message"
 
 
 def _redacted(text: str, secrets: list[str]) -> str:
@@ -133,11 +128,8 @@ def upstream_status_error(
             f"The gateway's credentials for upstream '{name}' were refused; "
             "an operator must fix the configuration."
         )
-    message = (
-        str(err["message"])[:_MESSAGE_LIMIT]
-        if err is not None
-        else f"Upstream '{name}' answered HTTP {status} (details are in the server log)."
-    )
+    hidden = "details are in the server log"
+    message = str(err["message"])[:_MESSAGE_LIMIT] if err is not None else hidden
     exc: ChatgateError
     if status == 429:
         exc = UpstreamRateLimited(
@@ -147,10 +139,13 @@ def upstream_status_error(
         exc = UpstreamUnavailable(f"Upstream '{name}' failed with HTTP {status}: {message}")
         # Only these say "try again"; a 501 or 505 will answer the same the next time.
         exc.retryable = status in _RETRYABLE_5XX
-    elif status == 404:
-        exc = ModelNotFound(message)
     else:
-        exc = UpstreamRejected(message, status=status if status in (400, 413, 422) else 400)
+        if err is None:
+            message = f"Upstream '{name}' answered HTTP {status}; {hidden}."
+        if status == 404:
+            exc = ModelNotFound(message)
+        else:
+            exc = UpstreamRejected(message, status=status if status in (400, 413, 422) else 400)
     if err is not None:
         _keep_upstream_kind(exc, err)
     return exc
