@@ -54,13 +54,17 @@ class Bounds:
             out[name] = _bounded(f"{table.name}.{name}", value, rule, self._sqlite)
         return out
 
+    def largest(self, column: Column[Any]) -> int:
+        """The largest value an integer column holds here."""
+        wide = self._sqlite or isinstance(column.type, BigInteger)
+        return _INT64 if wide else _INT32
+
     def _rule(self, column: Column[Any]) -> _Rule:
         kind, limit = "any", None
         if isinstance(column.type, Boolean):
             kind = "bool"
         elif isinstance(column.type, Integer):
-            wide = self._sqlite or isinstance(column.type, BigInteger)
-            kind, limit = "int", _INT64 if wide else _INT32
+            kind, limit = "int", self.largest(column)
         elif isinstance(column.type, Float):
             kind = "float"
         elif isinstance(column.type, String):  # Text too

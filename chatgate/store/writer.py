@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import BigInteger, Table, bindparam, cast, func, insert, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,6 +57,8 @@ class _Update:
 class _Usage:
     key: UsageKey
     totals: UsageTotals
+    bounded: bool = False
+    """Written with sums that stop at the columns' largest value instead of overflowing."""
 
 
 Op = _Insert | _Update | _Usage
@@ -347,6 +349,7 @@ class BatchWriter:
         return _Usage(
             (row["user_id"], row["key_id"], row["model"], row["day"]),
             [row[name] for name in _USAGE_FIELDS],
+            bounded=True,
         )
 
     def _set_aside(self, op: Op, why: str) -> None:
@@ -392,11 +395,24 @@ class BatchWriter:
             ins: Any = postgresql.insert(table)
         else:
             ins = sqlite.insert(table)
+        sums = {name: table.c[name] + ins.excluded[name] for name in _USAGE_FIELDS}
+        if any(isinstance(op, _Usage) and op.bounded for op in ops):
+            sums = self._saturating(table, ins, dialect)
         stmt = ins.on_conflict_do_update(
-            index_elements=["user_id", "key_id", "model", "day"],
-            set_={name: table.c[name] + ins.excluded[name] for name in _USAGE_FIELDS},
+            index_elements=["user_id", "key_id", "model", "day"], set_=sums
         )
         await session.execute(stmt, rows)
+
+    def _saturating(self, table: Table, ins: Any, dialect: str) -> dict[str, Any]:
+        """Sums that stop at the largest integer a column holds (a day's tokens that would
+        overflow it), for a batch the database refused."""
+        limit = self._bounds.largest(table.c.prompt_tokens)
+        least = func.least if dialect == "postgresql" else func.min
+        sums: dict[str, Any] = {"cost": table.c.cost + ins.excluded.cost}
+        for name in _USAGE_FIELDS[:4]:
+            total = cast(table.c[name], BigInteger) + ins.excluded[name]
+            sums[name] = least(total, limit)
+        return sums
 
 
 def _usage_row(key: UsageKey, totals: UsageTotals) -> dict[str, Any]:

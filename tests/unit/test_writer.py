@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -339,3 +341,55 @@ async def test_an_amended_update_goes_out_once_while_queued_and_again_once_writt
     async with db.session() as session:
         assert await session.scalar(select(Conversation.current_leaf_id)) == "reply-2"
     await db.close()
+
+
+# ---- the same on PostgreSQL, which refuses more than SQLite ---------------------------------
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def pg_db() -> AsyncIterator[Database]:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        pytest.skip("no PostgreSQL server is accepting connections at 127.0.0.1:5432")
+    name = "chatgate_writer_" + secrets.token_hex(6)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+    try:
+        await db.upgrade()
+        yield db
+    finally:
+        await db.close()
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_replies_that_do_not_fit_are_bounded_and_the_days_count_kept(
+    pg_db: Database,
+) -> None:
+    writer = BatchWriter(pg_db)
+    int4 = 2**31 - 1
+    writer.insert(RequestLog, log_row(1) | {"prompt_tokens": 10**30})
+    writer.insert(RequestLog, log_row(2) | {"finish_reason": "because " * 20})
+    writer.insert(RequestLog, log_row(3) | {"error_code": "nul\x00byte"})
+    writer.insert(RequestLog, log_row(4) | {"prompt_tokens": "many"})
+    writer.insert(RequestLog, log_row(5))
+    key = (1, 0, "demo", "2026-01-01")
+    for _ in range(3):  # each claims the most a column holds: the day's sum would overflow it
+        writer.add_usage(key, requests=1, errors=0, prompt_tokens=int4, completion_tokens=1, cost=0)
+        await writer.flush()
+    assert writer.pending == 0 and writer.health() is None
+    async with pg_db.session() as session:
+        rows = (await session.scalars(select(RequestLog).order_by(RequestLog.created_at))).all()
+        usage = (await session.scalars(select(UsageDaily))).one()
+    assert [r.created_at for r in rows] == [1.0, 2.0, 3.0, 5.0]
+    assert rows[0].prompt_tokens == int4
+    assert rows[1].finish_reason == ("because " * 20)[:32]
+    assert rows[2].error_code == "nulbyte"
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (3, int4, 3)
+    assert writer.stats.set_aside == 1
