@@ -183,9 +183,15 @@ class OpenAICompatProvider:
             proxy = self.config.proxy
             connector: aiohttp.BaseConnector
             if proxy and proxy.startswith("socks"):
-                from aiohttp_socks import ProxyConnector
-
-                connector = ProxyConnector.from_url(proxy, limit=0, keepalive_timeout=30)
+                try:
+                    connector = aiohttp_socks.ProxyConnector.from_url(
+                        proxy, limit=0, keepalive_timeout=30
+                    )
+                except ValueError as exc:
+                    raise UpstreamMisconfigured(
+                        f"The proxy of upstream '{self.name}' is not a usable URL; "
+                        "an operator must fix the configuration."
+                    ) from exc
             else:
                 connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
                 self._proxy = proxy

@@ -23,7 +23,6 @@ from chatgate.core.errors import (
     ChatgateError,
     UpstreamCoolingDown,
     UpstreamError,
-    UpstreamModelsUnknown,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -394,35 +393,24 @@ def test_an_upstream_down_at_start_says_so_and_is_served_as_soon_as_it_is_back(
     assert unknown.status_code == 404
 
 
-async def test_the_model_refresh_survives_whatever_goes_wrong(
-    make_settings: Callable[..., Settings], primary: FaultyUpstream
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:99999", "socks9://127.0.0.1:1080"])
+def test_an_unusable_proxy_url_neither_stops_the_server_nor_gives_a_bare_500(
+    make_gateway: Callable[..., Gateway], primary: FaultyUpstream, proxy: str
 ) -> None:
-    settings = make_settings(
-        providers=[provider("primary", primary.base_url, discover_models=True)],
-        models_refresh_seconds=0.05,
+    gateway = make_gateway(
+        openai_base_url=primary.base_url,
+        openai_proxy=proxy,
+        models=[{"name": "gpt-4o", "upstream_name": "demo"}],
     )
-    registry = ModelRegistry(settings)
-    original = registry.providers["primary"].list_models
-    calls = 0
-
-    async def broken() -> list[str]:
-        nonlocal calls
-        calls += 1
-        if calls <= 2:
-            raise RuntimeError("something nobody expected")
-        return await original()
-
-    registry.providers["primary"].list_models = broken  # type: ignore[method-assign]
-    try:
-        await registry.start()
-        assert isinstance(await failure(registry, "demo"), UpstreamModelsUnknown)
-        for _ in range(100):
-            if calls > 2 and "demo" in registry.names():
-                break
-            await asyncio.sleep(0.05)
-        assert await ask(registry, "demo") == "primary"
-    finally:
-        await registry.close()
+    reply = httpx.post(
+        gateway.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {gateway.key('alice')}"},
+        json={"model": "gpt-4o", "messages": QUESTION},
+        timeout=30,
+    )
+    assert reply.status_code == 502
+    error = reply.json()["error"]
+    assert error["code"] == "upstream_misconfigured" and "proxy" in error["message"]
 
 
 # ---- what is said, and what is tried again ----------------------------------------------------
