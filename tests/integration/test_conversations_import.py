@@ -150,6 +150,21 @@ def test_two_users_each_import_the_same_export_once(tmp_path: Path) -> None:
     assert "imported 0 conversation(s) with 0 message(s) for bob; 2 already there" in again.stdout
 
 
+def test_conversations_imported_by_an_earlier_version_are_not_imported_again(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
+    with sqlite3.connect(data / "chatgate.db") as db:  # ids as earlier versions stored them
+        db.execute("UPDATE conversations SET external_id = substr(external_id, 3)")
+        stored = [row[0] for row in db.execute("SELECT external_id FROM conversations")]
+    assert all(e.startswith("chatgpt:") for e in stored)
+    again = run(data, "import", str(FIXTURE), "--user", "alice")
+    assert "imported 0 conversation(s) with 0 message(s) for alice; 2 already there" in (
+        again.stdout
+    )
+
+
 def test_markdown_export_quotes_questions_on_the_current_path(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
