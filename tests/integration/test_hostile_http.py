@@ -138,6 +138,39 @@ def test_a_body_over_the_limit_is_refused_while_it_is_read(
     assert httpx.get(gateway.url + "/healthz").status_code == 200
 
 
+class PassThrough:
+    """A pure ASGI middleware that changes nothing: with it installed, the chat routes go
+    through FastAPI's whole stack, its body limit included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_a_chat_body_over_the_limit_is_a_413_with_middleware_installed_too(
+    make_settings: Callable[..., Settings], path: str
+) -> None:
+    stacked = Gateway(make_settings(max_request_bytes=BODY_LIMIT))
+    stacked.app.add_middleware(PassThrough)
+    stacked.start()
+    try:
+        key = stacked.key("big")
+        chunk = b"x" * 16384
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6))
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
+            "content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        ).encode()
+        answer = _raw(stacked, head + chunks + b"0\r\n\r\n")
+        assert _status(answer) == 413, answer[:300]
+        assert b'"request_too_large"' in answer
+    finally:
+        stacked.stop()
+
+
 def _sizes_cases() -> list[tuple[str, str, str, dict[str, Any]]]:
     long_message, long_system = "m" * (MESSAGE_LIMIT + 1), "s" * (SYSTEM_LIMIT + 1)
     chat = "/v1/chat/completions"
