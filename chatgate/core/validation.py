@@ -17,6 +17,8 @@ from typing import Any
 from chatgate.core.errors import InvalidRequest
 
 ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
+# Roles whose message may be just a role and a string content.
+_PLAIN_ROLES = frozenset(("system", "developer", "user", "assistant"))
 TOOL_CHOICES = frozenset(("none", "auto", "required"))
 FUNCTION_CALL_CHOICES = frozenset(("none", "auto"))
 MAX_STOP = 16
@@ -150,6 +152,15 @@ def check_messages(messages: Any, param: str = "messages") -> None:
     if not isinstance(messages, list) or not messages:
         raise _bad(param, "must be a non-empty array of messages.")
     for i, message in enumerate(messages):
+        # The common case, checked at the cost of two lookups: {"role": …, "content": "…"}.
+        if (
+            type(message) is dict
+            and len(message) == 2
+            and type(message.get("content")) is str
+            and type(role := message.get("role")) is str
+            and role in _PLAIN_ROLES
+        ):
+            continue
         _message(message, f"{param}[{i}]")
 
 
@@ -214,35 +225,44 @@ def _stop(stop: Any) -> None:
         raise _bad("stop", f"must be a string or an array of at most {MAX_STOP} strings.")
 
 
+def _flag(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise _bad(name, "must be true or false.")
+
+
+def _numeric(low: float, high: float, whole: bool) -> Callable[[Any, str], None]:
+    return lambda value, name: _number(value, name, low, high, whole)
+
+
+def _functions(functions: Any, name: str) -> None:
+    if not isinstance(functions, list):
+        raise _bad(name, "must be an array of functions.")
+    for i, function in enumerate(functions):
+        _function(function, f"{name}[{i}]")
+
+
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    **{name: _numeric(*bounds) for name, bounds in NUMBERS.items()},
+    **dict.fromkeys(FLAGS, _flag),
+    **dict.fromkeys(OBJECTS, _object),
+    **dict.fromkeys(STRINGS, _string),
+    "stop": lambda value, _: _stop(value),
+    "tools": lambda value, _: _tools(value),
+    "tool_choice": lambda value, name: _named_choice(value, name, TOOL_CHOICES, nested=True),
+    "functions": _functions,
+    "function_call": lambda value, name: _named_choice(
+        value, name, FUNCTION_CALL_CHOICES, nested=False
+    ),
+}
+
+
 def check_params(body: Mapping[str, Any]) -> None:
-    """The OpenAI parameters a request may carry: types and ranges."""
-    for name, (low, high, whole) in NUMBERS.items():
-        value = body.get(name)
-        if value is not None:
-            _number(value, name, low, high, whole)
-    for name in FLAGS:
-        value = body.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise _bad(name, "must be true or false.")
-    for name in OBJECTS:
-        if body.get(name) is not None:
-            _object(body[name], name)
-    for name in STRINGS:
-        _string(body.get(name), name, required=False)
-    if body.get("stop") is not None:
-        _stop(body["stop"])
-    if body.get("tools") is not None:
-        _tools(body["tools"])
-    if body.get("tool_choice") is not None:
-        _named_choice(body["tool_choice"], "tool_choice", TOOL_CHOICES, nested=True)
-    if body.get("functions") is not None:
-        functions = body["functions"]
-        if not isinstance(functions, list):
-            raise _bad("functions", "must be an array of functions.")
-        for i, function in enumerate(functions):
-            _function(function, f"functions[{i}]")
-    if body.get("function_call") is not None:
-        _named_choice(body["function_call"], "function_call", FUNCTION_CALL_CHOICES, nested=False)
+    """The OpenAI parameters a request carries: types and ranges. Only the fields present are
+    looked at, so a plain request costs a lookup per field."""
+    for name, value in body.items():
+        check = _CHECKS.get(name)
+        if check is not None and value is not None:
+            check(value, name)
 
 
 def check_chat(body: Mapping[str, Any]) -> None:
