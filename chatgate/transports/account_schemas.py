@@ -26,9 +26,18 @@ class Incoming(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
 
-class Quota(Incoming):
+class Quota(BaseModel):
     """Limits; ``null`` means the default (for a user) or none of its own (for a key), and
     -1 means no limit at all."""
+
+    daily_requests: int | None = None
+    daily_tokens: int | None = None
+    rpm: int | None = None
+    max_streams: int | None = None
+
+
+class QuotaIn(Incoming):
+    """Limits to set: the fields given (null: back to the default, -1: no limit at all)."""
 
     daily_requests: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)
     daily_tokens: int | None = Field(default=None, ge=-1, le=MAX_LIMIT)

@@ -15,7 +15,7 @@ from chatgate.transports.account_schemas import (
     KeyIn,
     KeyOut,
     NewKeyOut,
-    Quota,
+    QuotaIn,
     UsageOut,
     UsageRowOut,
     UserIn,
@@ -71,7 +71,7 @@ async def update_user(name: str, body: UserPatch, admin: Admin, services: Servic
 
 
 @router.put("/users/{name}/quota")
-async def set_user_quota(name: str, body: Quota, admin: Admin, services: ServicesDep) -> UserOut:
+async def set_user_quota(name: str, body: QuotaIn, admin: Admin, services: ServicesDep) -> UserOut:
     """Set the fields given (null: back to the default, -1: no limit); others stay."""
     limits = body.model_dump(exclude_unset=True)
     return UserOut.of(await services.accounts.set_quota(name, **limits))
@@ -109,7 +109,9 @@ async def revoke_key(key_id: KeyId, admin: Admin, services: ServicesDep) -> KeyO
 
 
 @router.put("/keys/{key_id}/quota")
-async def set_key_quota(key_id: KeyId, body: Quota, admin: Admin, services: ServicesDep) -> KeyOut:
+async def set_key_quota(
+    key_id: KeyId, body: QuotaIn, admin: Admin, services: ServicesDep
+) -> KeyOut:
     """A key's own limits, binding its requests on top of its owner's (null or -1: none)."""
     limits = body.model_dump(exclude_unset=True)
     return KeyOut.of(await services.accounts.set_key_quota(key_id, **limits))
