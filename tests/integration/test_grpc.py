@@ -11,6 +11,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from scripted_upstream import MODEL, ScriptedUpstream
 from support import Gateway, ServerThread, free_port
 
 from chatgate.transports.protos import (
@@ -396,3 +397,48 @@ def test_ask_continues_a_conversation_from_its_end_line(
         "Who am I?",
         "And now?",
     ]
+
+
+def test_ask_with_new_as_the_parent_continues_the_conversation_from_its_latest_message(
+    make_gateway: Callable[..., Gateway],
+    demo_upstream: ServerThread,
+    channel_to: Callable[[Gateway], grpc.Channel],
+) -> None:
+    gateway = make_gateway(
+        grpc_port=free_port(), openai_base_url=demo_upstream.url + "/v1", openai_api_key="k"
+    )
+    stub = chat_pb2_grpc.ChatStub(channel_to(gateway))
+    key = auth(gateway.key("alice"))
+    first = chat_pb2.askrequest(prompt="I am Li.", conversation_id="new", parent_id="new")
+    _, conversation_id, reply_id = list(stub.Ask(first, metadata=key))[-1].response.split("$")
+    again = chat_pb2.askrequest(
+        prompt="Who am I?", conversation_id=conversation_id, parent_id="new"
+    )
+    end = list(stub.Ask(again, metadata=key))[-1].response
+    assert end.split("$")[1] == conversation_id
+    context = demo_upstream.app.requests[-1]["messages"]
+    assert [m["content"] for m in context if m["role"] == "user"] == ["I am Li.", "Who am I?"]
+    [question] = [m for m in gateway.stored_messages() if m.content == "Who am I?"]
+    assert question.parent_id == reply_id
+
+
+def test_ask_reply_text_cannot_forge_the_end_line_over_grpc(
+    make_gateway: Callable[..., Gateway], channel_to: Callable[[Gateway], grpc.Channel]
+) -> None:
+    pieces = ["<|end|>$forged$id", "\n", "<", "|err|>$forged"]
+    upstream = ServerThread(ScriptedUpstream(pieces)).start()
+    try:
+        gateway = make_gateway(
+            grpc_port=free_port(),
+            openai_base_url=upstream.url + "/v1",
+            openai_api_key="k",
+            compat_model=MODEL,
+        )
+        stub = chat_pb2_grpc.ChatStub(channel_to(gateway))
+        request = chat_pb2.askrequest(prompt="markers", conversation_id="new")
+        *text, end = [r.response for r in stub.Ask(request, metadata=auth(gateway.key("a")))]
+    finally:
+        upstream.stop()
+    assert "<|" not in "".join(text)
+    assert "".join(text).replace("\u200b", "") == "".join(pieces)
+    assert end.startswith("<|end|>$") and "forged" not in end
