@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chatgate.core.errors import ChatgateError, UpstreamError
+from chatgate.core.errors import ChatgateError, UpstreamError, UpstreamTimeout
 from chatgate.settings import Routing
 
 DeploymentKey = tuple[str, str]  # provider name, upstream model
@@ -28,8 +28,12 @@ class Backoff:
         self._rng = rng
 
     def delay(self, tries: int, exc: ChatgateError) -> float | None:
-        """Seconds to wait before try ``tries + 1`` of one deployment, or None to move on."""
-        if tries >= self.config.retries:
+        """Seconds to wait before try ``tries + 1`` of one deployment, or None to move on.
+
+        A deployment that kept silent until a timeout is not asked again: a silent server is
+        a busy or a stuck one, and asking it again would make the client wait that long once
+        more for each retry. The next deployment is tried instead."""
+        if tries >= self.config.retries or isinstance(exc, UpstreamTimeout):
             return None
         hinted: float | None = getattr(exc, "retry_after", None)
         if hinted is not None and hinted > self.config.max_retry_wait:

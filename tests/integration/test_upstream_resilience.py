@@ -240,8 +240,9 @@ async def test_the_request_deadline_covers_every_try_and_every_fallback(
         error = await failure(registry, "chain")
         assert isinstance(error, UpstreamTimeout)
         assert time.monotonic() - started < 2.5, "the tries ran past the request's deadline"
-        assert len(primary.chat_requests()) == 2
-        assert backup.chat_requests() == [], "no time was left for the backup"
+        # The silent primary was not asked again; the backup had what was left, half a second.
+        assert len(primary.chat_requests()) == 1
+        assert len(backup.chat_requests()) == 1
     finally:
         await registry.close()
 

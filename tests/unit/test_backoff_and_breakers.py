@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatgate.core.errors import UpstreamRateLimited, UpstreamUnavailable
+from chatgate.core.errors import UpstreamRateLimited, UpstreamTimeout, UpstreamUnavailable
 from chatgate.providers.routing import Backoff, Health
 from chatgate.settings import Routing
 
@@ -134,3 +134,8 @@ def test_a_request_that_answers_during_a_pause_does_not_end_the_pause() -> None:
     assert not health.acquire(KEY)
     clock.at += 5
     assert health.acquire(KEY)
+
+
+def test_a_deployment_that_kept_silent_is_not_asked_again() -> None:
+    backoff = Backoff(Routing(retries=5))
+    assert backoff.delay(0, UpstreamTimeout("stalled waiting for the first token")) is None
