@@ -53,8 +53,9 @@ class Routing(BaseModel):
     """How a failing deployment is retried, given up for the next one, and rested.
 
     Retries happen only before the first byte of a reply has gone to the client, and only for
-    failures that cannot have been the request's own fault (connect errors, 429, 5xx, first-token
-    timeouts). ``backoff_base * 2**n`` (capped at ``backoff_max``, with full jitter) is waited
+    failures that cannot have been the request's own fault (connect errors, 429, 5xx); a
+    first-token timeout moves to the next deployment at once. ``backoff_base * 2**n`` (capped at
+    ``backoff_max``, with full jitter) is waited
     between tries unless the upstream's ``retry-after`` says longer; a ``retry-after`` beyond
     ``max_retry_wait`` moves straight to the next deployment. ``breaker_failures`` requests in a
     row that failed on a deployment (a request's retries count once) take it out for
