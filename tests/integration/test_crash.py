@@ -65,7 +65,7 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 if httpx.get(self.url + "/readyz").status_code == 200:
@@ -82,7 +82,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.kill()
             self.proc.wait(20)
         self.log.close()
 
@@ -101,18 +101,25 @@ def servers() -> Iterator[list[Server]]:
             server.stop()
 
 
-def stream_until_killed(url: str, key: str, n: int, started: threading.Barrier) -> None:
-    api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
-    stream = api.chat.completions.create(
-        model="demo",
-        messages=[{"role": "user", "content": f"question {n} about crashes"}],
-        stream=True,
-        extra_body={"conversation_id": "new"},
-    )
+def stream_until_killed(
+    url: str, key: str, n: int, started: threading.Barrier, failures: list[str]
+) -> None:
+    api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+    try:
+        stream = api.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": f"question {n} about crashes"}],
+            stream=True,
+            extra_body={"conversation_id": "new"},
+        )
+    except Exception as exc:
+        failures.append(f"stream {n} did not start: {exc!r}")
+        started.abort()
+        return
     try:
         for i, _chunk in enumerate(stream):
             if i == 1:
-                started.wait(30)
+                started.wait(120)
     except (openai.APIError, httpx.HTTPError):
         pass  # the server is gone
 
@@ -128,13 +135,19 @@ def test_kill_9_during_20_streams_keeps_the_days_count_and_every_question(
     servers.append(Server(data, port, delay=0.5))  # the demo model answers slowly
 
     started = threading.Barrier(STREAMS + 1)
+    failures: list[str] = []
     clients = [
-        threading.Thread(target=stream_until_killed, args=(servers[0].url, key, n, started))
+        threading.Thread(
+            target=stream_until_killed, args=(servers[0].url, key, n, started, failures)
+        )
         for n in range(STREAMS)
     ]
     for client in clients:
         client.start()
-    started.wait(30)  # every stream is under way
+    try:
+        started.wait(120)  # every stream is under way
+    except threading.BrokenBarrierError:
+        raise AssertionError(failures) from None
     time.sleep(1.0)  # ten flushes of the write-behind
     servers[0].kill()
     for client in clients:
