@@ -73,6 +73,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
+        self.kill()
         raise AssertionError("chatgate serve did not become ready")
 
     def kill(self) -> None:
