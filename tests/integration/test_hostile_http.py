@@ -135,6 +135,8 @@ def test_a_body_over_the_limit_is_refused_while_it_is_read(
     ).encode()
     answer = _raw(gateway, head + chunks + b"0\r\n\r\n")
     assert _status(answer) == 413, answer[:300]
+    shape = {"/ask/new": b'"detail"', "/token": b'"statu":false'}.get(path, b'"request_too_large"')
+    assert shape in answer, answer[:300]
     assert httpx.get(gateway.url + "/healthz").status_code == 200
 
 
