@@ -3,7 +3,8 @@ that chooses another, then hand the app to uvicorn, and say "listening" only onc
 
 The HTTP socket is bound here and given to uvicorn. The gRPC port can only be bound by grpc's
 server inside the app's start-up, so it is tried here first: a port that another program holds
-is found before anything starts, with no traceback.
+is found before anything starts, with no traceback. Should the port be taken in between, the
+start-up's failure is told in the same line, not as uvicorn's traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from typing import Any
 
 import uvicorn
+from uvicorn.lifespan.on import LifespanOn
 
 from chatgate.core.errors import PortInUse
 from chatgate.settings import Settings
 
 log = logging.getLogger("chatgate")
+GRPC_PORT_OPTION = "--grpc-port (0 turns gRPC off)"
 STARTUP_FAILURE = 3  # uvicorn's own exit code when the app's start-up fails
 
 
@@ -32,6 +36,28 @@ def bind(what: str, host: str, port: int, option: str) -> socket.socket:
 
 def check_free(what: str, host: str, port: int, option: str) -> None:
     bind(what, host, port, option).close()
+
+
+def port_in_use(exc: BaseException | None) -> PortInUse | None:
+    """The ``PortInUse`` behind ``exc``, however it was wrapped on its way out of start-up."""
+    while exc is not None:
+        if isinstance(exc, PortInUse):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            return next(filter(None, map(port_in_use, exc.exceptions)), None)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class StartupLifespan(LifespanOn):
+    """uvicorn's lifespan, which tells a port that start-up could not have in one line."""
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            busy = port_in_use(sys.exc_info()[1])  # sent while the failure is being handled
+            if busy is not None:
+                message = {"type": message["type"], "message": str(busy)}
+        await super().send(message)
 
 
 class ChatgateServer(uvicorn.Server):
@@ -54,15 +80,20 @@ class ChatgateServer(uvicorn.Server):
 
 def serve(settings: Settings) -> None:
     """Run until stopped; exit 1 with one line when a port is busy."""
-    from chatgate.app import create_app
-
     try:
         if settings.grpc_port:
-            check_free("gRPC", settings.host, settings.grpc_port, "--grpc-port (0 turns gRPC off)")
+            check_free("gRPC", settings.host, settings.grpc_port, GRPC_PORT_OPTION)
         sock = bind("HTTP", settings.host, settings.port, "--port")
     except PortInUse as exc:
         log.error("%s", exc)
         sys.exit(1)
+    run(settings, sock)
+
+
+def run(settings: Settings, sock: socket.socket) -> None:
+    """Serve on ``sock`` (HTTP) and the gRPC port until stopped."""
+    from chatgate.app import create_app
+
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -73,6 +104,8 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )
+    config.load()
+    config.lifespan_class = StartupLifespan
     server = ChatgateServer(config, settings)
     with sock:
         server.run(sockets=[sock])

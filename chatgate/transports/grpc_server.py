@@ -89,7 +89,7 @@ async def start(services: Services) -> grpc.aio.Server | None:
     try:
         server.add_insecure_port(address)
     except RuntimeError:  # grpc says only "Failed to bind to address"
-        option = "grpc_port (0 turns gRPC off)"
+        option = "--grpc-port or grpc_port (0 turns gRPC off)"
         raise PortInUse("gRPC", settings.host, settings.grpc_port, option, "in use") from None
     await server.start()
     for name in ("", *SERVICE_NAMES):

@@ -43,6 +43,34 @@ def test_a_busy_port_is_one_line_that_says_how_to_choose_another(
     assert f"127.0.0.1:{busy_port}" in line and f"choose another port with {option}" in line
 
 
+# The server as ``serve`` runs it once the ports were found free: the gRPC port is then taken by
+# another program before start-up binds it.
+_TAKEN_IN_BETWEEN = """
+import sys
+from chatgate.cli.main import setup_logging
+from chatgate.cli.serving import bind, run
+from chatgate.settings import Settings
+
+settings = Settings.load(data_dir=sys.argv[1], port=int(sys.argv[2]), grpc_port=int(sys.argv[3]))
+setup_logging("info")
+run(settings, bind("HTTP", settings.host, settings.port, "--port"))
+"""
+
+
+def test_a_grpc_port_taken_after_the_check_is_still_told_without_a_traceback(
+    tmp_path: Path, busy_port: int
+) -> None:
+    _, env = serve_command(tmp_path)
+    command = [sys.executable, "-c", _TAKEN_IN_BETWEEN, str(tmp_path), str(free_port())]
+    done = subprocess.run(
+        [*command, str(busy_port)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "chatgate listening" not in done.stderr
+    assert f"cannot listen for gRPC on 127.0.0.1:{busy_port}" in done.stderr
+    assert "choose another port with --grpc-port" in done.stderr
+
+
 def test_listening_is_said_only_once_both_ports_take_connections(tmp_path: Path) -> None:
     http, grpc = free_port(), free_port()
     command, env = serve_command(tmp_path, "--port", str(http), "--grpc-port", str(grpc))
