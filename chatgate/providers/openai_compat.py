@@ -312,10 +312,13 @@ class OpenAICompatProvider:
             async for delta in self._relay(resp, call, first, end):
                 yield delta
 
-    def _unreachable(self, exc: BaseException) -> UpstreamUnavailable:
+    def _unreachable(self, exc: BaseException) -> UpstreamError:
         """No connection at all: the cause is logged for the operator (the client learns only
-        that the upstream could not be reached)."""
+        that the upstream could not be reached). No connection within ``connect`` seconds is a
+        timeout, which the router does not ask of the same deployment again."""
         log.warning("could not reach upstream %r: %s: %s", self.name, type(exc).__name__, exc)
+        if isinstance(exc, (aiohttp.ConnectionTimeoutError, aiohttp_socks.ProxyTimeoutError)):
+            return UpstreamTimeout(f"could not reach upstream '{self.name}' in time")
         return UpstreamUnavailable(f"could not reach upstream '{self.name}'")
 
     async def _whole(self, url: str, payload: bytes, call: UpstreamCall, until: float) -> Delta:

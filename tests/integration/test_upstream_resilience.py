@@ -7,7 +7,10 @@ stops the server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -319,6 +322,62 @@ async def test_an_upstream_that_cannot_be_reached_is_retried_then_fallen_back(
         assert (error.status, error.code) == (502, "upstream_unavailable")
         assert error.message == "could not reach upstream 'primary'"
         assert primary.chat_requests() == []
+    finally:
+        await registry.close()
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word (a TLS handshake to it never ends)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.accepted.append(self.sock.accept()[0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in [*self.accepted, self.sock]:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.stop()
+
+
+async def test_an_upstream_that_never_completes_a_connection_is_not_asked_again(
+    make_settings: Callable[..., Settings], silent: SilentServer, backup: FaultyUpstream
+) -> None:
+    timeouts = {"connect": 0.3, "first_token": 5.0, "idle": 5.0, "total": 30.0}
+    settings = chain_settings(
+        make_settings,
+        f"https://127.0.0.1:{silent.port}/v1",
+        backup.base_url,
+        primary_extra={"timeouts": timeouts},
+    )
+    registry = ModelRegistry(settings)
+    try:
+        assert await ask(registry, "chain") == "backup"
+        assert len(silent.accepted) == 1, "the silent upstream was asked once"
+        error = await failure(registry, "solo")
+        assert isinstance(error, UpstreamTimeout)
+        assert (error.status, error.code) == (504, "upstream_timeout")
+        assert error.message == "could not reach upstream 'primary' in time"
+        assert len(silent.accepted) == 2
     finally:
         await registry.close()
 
