@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from chatgate.core.accounts import AccountService, Limits
+from chatgate.core.changes import ChangeFeed, DatabaseChangeFeed
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
 from chatgate.core.conversations import ConversationService
@@ -42,6 +43,7 @@ class Services:
     conversations: ConversationService
     logins: LoginService
     usage_queries: UsageQueries
+    changes: ChangeFeed | None = None
 
     @classmethod
     async def open(
@@ -51,8 +53,12 @@ class Services:
         clock: Clock | None = None,
         migrate: bool | None = None,
         start_models: bool = True,
+        watch_changes: bool | None = None,
     ) -> Services:
-        """Open the database (upgrading SQLite by itself), start the writer and providers."""
+        """Open the database (upgrading SQLite by itself), start the writer and providers.
+
+        A server (``watch_changes``, by default when it starts its models) follows the
+        account changes other processes make; a command only records its own."""
         clock = clock or Clock(settings.timezone)
         db = Database(settings.resolved_database_url)
         if migrate if migrate is not None else db.is_sqlite:
@@ -66,9 +72,12 @@ class Services:
             max_streams=settings.default_max_streams,
         )
         codec = JwtCodec(settings.secret(), settings.jwt_lifetime_days, clock.now)
+        changes = DatabaseChangeFeed(db, clock.now)
         accounts = AccountService(
-            db, writer, limits, settings.key_cache_seconds, clock.now, codec=codec
+            db, writer, limits, settings.key_cache_seconds, clock.now, codec=codec, changes=changes
         )
+        if start_models if watch_changes is None else watch_changes:
+            changes.watch(accounts.heard)
         limiter = FailedLoginLimiter(
             settings.login_max_failures, settings.login_window_seconds, clock.now
         )
@@ -101,10 +110,13 @@ class Services:
             conversations=conversations,
             logins=logins,
             usage_queries=usage_queries,
+            changes=changes,
         )
 
     async def close(self) -> None:
         """Stop in the order that loses nothing: providers, then pending writes, then the db."""
+        if self.changes is not None:
+            await self.changes.close()
         await self.conversations.close()
         await self.models.close()
         await self.quotas.drain()

@@ -5,9 +5,11 @@ carry 256 bits of entropy, so a slow hash adds nothing), with a short visible pr
 Passwords are hashed with argon2id, off the event loop.
 
 A Bearer credential is an API key or a login JWT. Either is resolved once and then trusted from
-an in-process cache for a few seconds, so the hot path does not touch the database; anything
-that takes rights away (revocation, logout, disabling, demotion, a new password) drops the
-cached entries here at once and, for JWTs, bumps the user's token version.
+an in-process cache for a few seconds (never past the key's or the token's expiry), so the hot
+path does not touch the database. Anything that takes rights away or moves limits (revocation,
+logout, disabling, demotion, a new password, new quotas) drops the cached entries here at once,
+bumps the user's token version where it ends logins, and is recorded as a change (``changes``)
+in the same transaction: every other process drops its entries within about a second.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -27,7 +30,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatgate.core.changes import Change, ChangeFeed
 from chatgate.core.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from chatgate.core.jwts import Claims, JwtCodec, looks_like_jwt
 from chatgate.store.db import Database
@@ -70,6 +75,7 @@ class Principal:
     token_version: int = 0
     key_limits: Limits = field(default_factory=Limits)
     session_id: str | None = None
+    key_expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -157,8 +163,10 @@ class AccountService:
         cache_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
         codec: JwtCodec | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self._db = db
+        self.changes = changes
         self._writer = writer
         self.default_limits = default_limits
         self._cache_seconds = cache_seconds
@@ -213,9 +221,14 @@ class AccountService:
         now = self._now()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
-            if cached[1] - now < self._refresh_window and digest not in self._loading:
+            principal, until = cached
+            if (
+                until - now < self._refresh_window
+                and until != principal.key_expires_at  # no look-up makes an expiring key live
+                and digest not in self._loading
+            ):
                 self._lookup(digest, now)
-            return cached[0]
+            return principal
         task = self._loading.get(digest) or self._lookup(digest, now)
         return await asyncio.shield(task)
 
@@ -237,7 +250,11 @@ class AccountService:
             self._cache.pop(digest, None)  # revoked or gone: the next request is refused
         if error is not None or generation != self._generation:
             return  # a failed look-up, or one that began before an invalidation: not kept
-        self._cache[digest] = (task.result(), now + self._cache_seconds)
+        principal = task.result()
+        until = now + self._cache_seconds
+        if principal.key_expires_at is not None:
+            until = min(until, principal.key_expires_at)  # an expired key stops at once
+        self._cache[digest] = (principal, until)
         if len(self._cache) > 100_000:
             self._evict(now)
 
@@ -256,7 +273,7 @@ class AccountService:
             raise AuthenticationFailed("This account is disabled.")
         self._writer.update(ApiKey, {"id": row.key_id}, {"last_used_at": now})
         mapping = row._mapping
-        return self._principal(
+        principal = self._principal(
             row.user_id,
             row.name,
             row.role,
@@ -265,6 +282,9 @@ class AccountService:
             row.key_id,
             {name: mapping[f"key_{name}"] for name in QUOTA_FIELDS},
         )
+        if row.expires_at is None:
+            return principal
+        return dataclasses.replace(principal, key_expires_at=row.expires_at)
 
     def principal_for(
         self, user: User, key: ApiKey | None = None, *, session_id: str | None = None
@@ -338,6 +358,24 @@ class AccountService:
             ):
                 self._cache.pop(digest, None)
 
+    def forget_everything(self) -> None:
+        """Drop every cached principal (changes were missed; each is looked up again)."""
+        self._generation += 1
+        self._cache.clear()
+
+    def heard(self, change: Change | None) -> None:
+        """A change made elsewhere (another process, or this one a moment ago)."""
+        if change is None:
+            self.forget_everything()
+        else:
+            self.invalidate(
+                user_id=change.user_id, key_id=change.key_id, session_id=change.session_id
+            )
+
+    async def _record(self, session: AsyncSession, change: Change) -> None:
+        if self.changes is not None:
+            await self.changes.record(session, change)
+
     # ---- login tokens -----------------------------------------------------------------------
 
     async def end_session(self, principal: Principal) -> None:
@@ -352,6 +390,7 @@ class AccountService:
                         jti=principal.session_id, user_id=principal.user_id, expires_at=expires
                     )
                 )
+            await self._record(session, Change(session_id=principal.session_id))
         self.invalidate(session_id=principal.session_id)
 
     async def end_all_sessions(self, user_id: int) -> None:
@@ -360,6 +399,7 @@ class AccountService:
             await session.execute(
                 update(User).where(User.id == user_id).values(token_version=User.token_version + 1)
             )
+            await self._record(session, Change(user_id=user_id))
         self.invalidate(user_id=user_id)
 
     def _evict(self, now: float) -> None:
@@ -436,6 +476,7 @@ class AccountService:
                 setattr(user, column, value)
             if takes_rights:
                 user.token_version += 1
+            await self._record(session, Change(user_id=user.id))
         self.invalidate(user_id=user.id)
         changed = ", ".join(sorted("password" if k == "password_hash" else k for k in values))
         log.info("user %s changed (%s)%s", name, changed, "; logins ended" if takes_rights else "")
@@ -501,6 +542,7 @@ class AccountService:
                     update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=self._now())
                 )
                 key.revoked_at = self._now()
+            await self._record(session, Change(key_id=key_id))
         self.invalidate(key_id=key_id)
         log.info("API key %s (%s…) of user %s revoked", key_id, key.prefix, name)
         return _key_info(key, name)
@@ -523,6 +565,7 @@ class AccountService:
             key, name = row
             for column, value in limits.items():
                 setattr(key, column, None if value is None or value < 0 else value)
+            await self._record(session, Change(key_id=key_id))
         self.invalidate(key_id=key_id)
         return _key_info(key, name)
 

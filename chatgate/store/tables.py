@@ -91,6 +91,30 @@ class ChatApiToken(Base):
     token_version: Mapped[int] = mapped_column(Integer)
 
 
+class ChangeCount(Base):
+    """One row (id 1): the number of the latest account change. A change bumps it in its own
+    transaction, and the row's lock makes changes take their numbers in the order they commit,
+    so a reader that has seen number N has seen every change up to N."""
+
+    __tablename__ = "change_count"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AccountChange(Base):
+    """A change that cached credentials must hear of: whose rights or limits moved (a user,
+    a key, one login), numbered by ``change_count``. Only the latest few are kept."""
+
+    __tablename__ = "account_changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class UsageDaily(Base):
     """Totals per user, key, model and day; ``key_id`` 0 means "not through a key"."""
 

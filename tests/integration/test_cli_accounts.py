@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from support import Gateway, remember
 
 from chatgate.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 PASSWORD = remember("violet-Comet-8812")
+OTHER_PASSWORD = remember("amber-Delta-5530")
 
 
 def chatgate(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -103,3 +107,64 @@ def test_users_list_shows_the_limits_that_apply_never_just_default(tmp_path: Pat
     }
     assert rows["bob"] == ["10 (default)", "unlimited", "5", "unlimited (default)"]
     assert rows["root"] == ["unlimited (admin)"] * 4
+
+
+def _in_force_soon(check: Callable[[], bool], within: float = 1.5) -> bool:
+    """Whether ``check`` comes true within ``within`` seconds of now."""
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+# A command, and what a running server must then refuse: the key, the login token, or the
+# next chat request (a quota).
+CHANGES = [
+    (("keys", "revoke", "1"), "key"),
+    (("users", "disable", "alice"), "key"),
+    (("users", "disable", "alice"), "token"),
+    (("users", "set-password", "alice", "--password-stdin"), "token"),
+    (("users", "logout", "alice"), "token"),
+    (("users", "set-role", "alice", "user"), "admin"),
+    (("users", "set-quota", "alice", "--daily-requests", "1"), "quota"),
+    (("keys", "set-quota", "1", "--daily-requests", "1"), "quota"),
+]
+
+
+@pytest.mark.parametrize(("command", "refused"), CHANGES)
+def test_a_command_is_in_force_on_a_running_server_within_a_second(
+    tmp_path: Path, command: tuple[str, ...], refused: str
+) -> None:
+    data = tmp_path / "data"
+    made = chatgate(
+        data, "users", "create", "alice", "--admin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert made.returncode == 0, made.stderr
+    key = remember(chatgate(data, "keys", "create", "--user", "alice").stdout.strip())
+    gateway = Gateway(Settings.load(data_dir=data, port=0, grpc_port=0, demo_chunk_delay=0))
+    gateway.start()
+    try:
+        token = gateway.login("alice", PASSWORD)
+        credential = token if refused == "token" else key
+
+        def status() -> int:
+            if refused == "quota":
+                body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+                url = gateway.base_url + "/chat/completions"
+                return httpx.post(
+                    url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+                ).status_code
+            path = "/api/v1/admin/users" if refused == "admin" else "/api/v1/auth/me"
+            headers = {"Authorization": f"Bearer {credential}"}
+            return httpx.get(gateway.url + path, headers=headers).status_code
+
+        assert status() == 200  # now cached by the server
+        done = chatgate(data, *command, stdin=OTHER_PASSWORD + "\n")
+        assert done.returncode == 0, done.stderr
+        expected = {"quota": 429, "admin": 403}.get(refused, 401)
+        assert _in_force_soon(lambda: status() == expected)
+    finally:
+        gateway.stop()

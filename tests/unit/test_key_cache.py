@@ -105,3 +105,18 @@ async def test_an_unknown_key_is_refused_to_every_caller_of_a_burst(services: Se
     )
     assert all(isinstance(r, AuthenticationFailed) for r in results)
     assert len(lookups) == 1
+
+
+async def test_a_key_stops_working_at_its_expiry_not_when_its_cache_entry_ends(
+    services: Services,
+) -> None:
+    await services.accounts.create_user("erin")
+    key, _ = await services.accounts.create_key("erin", expires_days=10 / 86400)  # 10 s
+    clock = services.clock
+    assert isinstance(clock, FixedClock)
+    assert (await services.accounts.authenticate(key)).username == "erin"
+    clock.advance(9)
+    assert (await services.accounts.authenticate(key)).username == "erin"
+    clock.advance(1.5)
+    with pytest.raises(AuthenticationFailed):
+        await services.accounts.authenticate(key)
