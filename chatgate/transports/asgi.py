@@ -97,8 +97,11 @@ class ClientWatch:
         self._waiter = asyncio.get_running_loop().create_task(self._wait(receive))
 
     async def _wait(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # a receive that cannot be watched: the request just goes unwatched
+            return
         if self._open:
             self.gone = True
             self._task.cancel()
