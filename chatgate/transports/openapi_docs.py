@@ -122,6 +122,10 @@ def _errors(schema: str, *statuses: int) -> dict[str, Any]:
     return {str(status): _json(schema, reasons[status]) for status in statuses}
 
 
+def _other(schema: str = "OpenAIError") -> dict[str, Any]:
+    return {"default": _json(schema, "Any other refusal, in the same shape.")}
+
+
 def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
 
@@ -129,20 +133,32 @@ def _body(name: str) -> dict[str, Any]:
 _CALL_ERRORS = (400, 401, 404, 413, 429, 502, 503, 504)
 
 
+def _event(chunk: str) -> dict[str, Any]:
+    """One server-sent event of a streamed reply (OpenAPI before 3.2 describes an event stream
+    by the schema of each event): its ``data`` is a chunk, an error, or the closing ``[DONE]``."""
+    payload = {"anyOf": [_ref(chunk), _ref("OpenAIError")]}
+    json_data = {"type": "string", "contentMediaType": "application/json"}
+    return {
+        "type": "object",
+        "description": f"Each `data:` is a `{chunk}`, or one `OpenAIError` if the reply fails "
+        "mid-stream; a reply that finished ends with `data: [DONE]`.",
+        "required": ["data"],
+        "properties": {
+            "data": {"anyOf": [{"const": "[DONE]"}, {**json_data, "contentSchema": payload}]}
+        },
+    }
+
+
 def _generation(answer: str, chunk: str, summary: str, request: str, op_id: str) -> dict[str, Any]:
-    stream = (
-        f"With `stream: true`: server-sent events, each `data:` a `{chunk}` "
-        "(an error mid-stream is one `data:` with an `OpenAIError`), then `data: [DONE]`."
-    )
-    ok = _json(answer, "The reply.")
-    ok["content"]["text/event-stream"] = {"schema": {"type": "string", "description": stream}}
+    ok = _json(answer, "The reply, or with `stream: true` its server-sent events.")
+    ok["content"]["text/event-stream"] = {"schema": _event(chunk)}
     return {
         "post": {
             "tags": ["OpenAI-compatible"],
             "summary": summary,
             "operationId": op_id,
             "requestBody": _body(request),
-            "responses": {"200": ok, **_errors("OpenAIError", *_CALL_ERRORS)},
+            "responses": {"200": ok, **_errors("OpenAIError", *_CALL_ERRORS), **_other()},
             "security": _SECURITY,
         }
     }
@@ -165,6 +181,7 @@ def _model_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("ModelList", "The models."),
                     **_errors("OpenAIError", 401),
+                    **_other(),
                 },
                 "security": _SECURITY,
             }
@@ -178,6 +195,7 @@ def _model_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("Model", "The model."),
                     **_errors("OpenAIError", 401, 404),
+                    **_other(),
                 },
                 "security": _SECURITY,
             }
@@ -198,6 +216,7 @@ def _compat_paths() -> dict[str, Any]:
                     "200": _json("ChatApiTokenAnswer", "The token that is still valid."),
                     "201": _json("ChatApiTokenAnswer", "A new token."),
                     **_errors("ChatApiError", 400, 401, 413, 429),
+                    **_other("ChatApiError"),
                 },
                 "security": [],
             }
@@ -213,6 +232,7 @@ def _compat_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("ChatApiAnswer", "The reply."),
                     **_errors("ChatApiError", 400, 401, 429, 502),
+                    **_other("ChatApiError"),
                 },
                 "security": [{"bearer": []}],
             }
@@ -234,6 +254,7 @@ def _compat_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json("EasyBackendAnswer", "The reply and the ids to continue."),
                     **_errors("EasyBackendError", *_CALL_ERRORS),
+                    **_other("EasyBackendError"),
                 },
                 "security": _SECURITY,
             }
@@ -277,8 +298,8 @@ def _operations_paths() -> dict[str, Any]:
     }
 
 
-def extra_paths() -> dict[str, Any]:
-    """The operations of the routes FastAPI does not describe."""
+def openai_paths() -> dict[str, Any]:
+    """The OpenAI-compatible operations, which FastAPI does not describe."""
     return {
         "/v1/chat/completions": _generation(
             "ChatCompletion",
@@ -295,9 +316,12 @@ def extra_paths() -> dict[str, Any]:
             "createCompletion",
         ),
         **_model_paths(),
-        **_compat_paths(),
-        **_operations_paths(),
     }
+
+
+def other_paths() -> dict[str, Any]:
+    """The older programs' operations and the probes, which FastAPI does not describe."""
+    return {**_compat_paths(), **_operations_paths()}
 
 
 def _parameters() -> dict[str, Any]:
@@ -322,17 +346,27 @@ def extra_schemas() -> dict[str, Any]:
 # ---- putting it together --------------------------------------------------------------------
 
 
+_ANY_ERROR = (
+    "Any other refusal, in this shape: 401 without a valid credential, 403 for what needs an "
+    "administrator, 404 for what does not exist or is not the caller's, 409, 413 for a body "
+    "too large, 429 past a limit."
+)
+
+
 def _errors_as_answered(schema: dict[str, Any]) -> None:
-    """FastAPI describes its 422 as ``{"detail": [...]}``; chatgate answers OpenAI's shape."""
+    """FastAPI describes its 422 as ``{"detail": [...]}`` and no other refusal; chatgate
+    answers every refusal of these routes in OpenAI's shape."""
     schemas = schema["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     for operations in schema["paths"].values():
         for operation in operations.values():
-            invalid = operation.get("responses", {}).get("422")
+            responses = operation.setdefault("responses", {})
+            invalid = responses.get("422")
             if invalid is not None:
                 invalid["description"] = "A field is missing or has the wrong type."
                 invalid["content"] = {"application/json": {"schema": _ref("OpenAIError")}}
+            responses.setdefault("default", _json("OpenAIError", _ANY_ERROR))
 
 
 def _extend(schema: dict[str, Any], public: frozenset[str]) -> None:
@@ -351,7 +385,7 @@ def _extend(schema: dict[str, Any], public: frozenset[str]) -> None:
         for operation in operations.values():
             operation.setdefault("security", [] if path in public else _SECURITY)
     _errors_as_answered(schema)
-    schema["paths"].update(extra_paths())
+    schema["paths"] = {**openai_paths(), **schema["paths"], **other_paths()}
     schema["info"]["description"] = schema["info"].get("description", "") + _WEBSOCKETS
 
 

@@ -1,10 +1,11 @@
-"""Schemathesis over ``/openapi.json``: no input, valid or not, makes any route answer 5xx.
+"""Schemathesis over ``/openapi.json``: no input, valid or not, makes any route answer 5xx, and
+every answer is one the description gives (status, content type and body schema).
 
 Every described operation is called with the examples its description gives, inputs generated
 from its schema (positive) and inputs that break it (negative), as a normal user and as an
 administrator, against a real gateway serving the demo model. The run is bounded and
 derandomized, so the same inputs are tried on every run; a failure lists every 5xx with its
-route, input and the server's traceback.
+route, input and the server's traceback, and every answer the description does not allow.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, strategies
 from schemathesis import GenerationMode
+from schemathesis.errors import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from support import LOG_LINES, Gateway
 
 from chatgate.app import PUBLIC_PATHS
@@ -30,6 +37,7 @@ from chatgate.app import PUBLIC_PATHS
 MAX_EXAMPLES = 10
 # What makes the server connect to a URL the caller chose: never to be sent to random hosts.
 NOT_FUZZED = {("PUT", "/api/v1/admin/providers/{name}")}
+DESCRIBED = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @dataclass
@@ -39,6 +47,7 @@ class Fuzzing:
     key: str = ""
     tried: int = 0
     findings: list[str] = field(default_factory=list)
+    undescribed: list[str] = field(default_factory=list)
     session: requests.Session = field(default_factory=requests.Session)
 
     def renew_key(self) -> None:
@@ -56,6 +65,11 @@ class Fuzzing:
             self.renew_key()
         if response.status_code >= 500:
             self.findings.append(_finding(case, response, log_from))
+            return
+        try:
+            case.validate_response(response, checks=DESCRIBED)
+        except (AssertionError, FailureGroup) as failure:
+            self.undescribed.append(f"{case.operation.label} -> {response.status_code}: {failure}")
 
 
 def _finding(case: schemathesis.Case, response: Any, log_from: int) -> str:
@@ -114,7 +128,7 @@ def _fuzz(run: Fuzzing) -> None:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("admin", [False, True], ids=["user", "admin"])
-def test_no_generated_input_gets_a_server_error(
+def test_no_generated_input_gets_a_server_error_or_an_undescribed_answer(
     make_gateway: Callable[..., Gateway], admin: bool
 ) -> None:
     gateway = make_gateway()
@@ -122,6 +136,10 @@ def test_no_generated_input_gets_a_server_error(
     gateway.user(user, "correct horse battery staple", admin=admin)
     run = Fuzzing(gateway, user)
     _fuzz(run)
-    print(f"\nschemathesis as {user}: {run.tried} requests, {len(run.findings)} answered 5xx")
+    print(
+        f"\nschemathesis as {user}: {run.tried} requests, {len(run.findings)} answered 5xx, "
+        f"{len(run.undescribed)} answers not as described"
+    )
     assert run.tried > 500
     assert run.findings == [], "\n\n".join(run.findings)
+    assert run.undescribed == [], "\n\n".join(run.undescribed[:20])
