@@ -107,6 +107,7 @@ _GC_DEFAULTS = gc.get_threshold()
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     log_redaction.install()  # the servers' own log lines show no credential
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, clock=clock)
