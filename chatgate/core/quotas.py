@@ -191,34 +191,37 @@ def binding_facts(
     """Where the caller stands against the limits that bind: of the request limits (per day,
     per minute; the user's and the key's) and of the token budgets, the one with the least
     left. On a refusal, the limit that refused is the one described."""
-    refused = None if verdict.ok else (verdict.index, verdict.failed)
-    # (not the refusing limit, remaining, limit, seconds to reset): the least is the binding
-    requests: list[tuple[bool, int, int, float]] = []
-    tokens: list[tuple[bool, int, int, float]] = []
-    for index, (scope, counts) in enumerate(zip(scopes, verdict.counts, strict=True)):
-        limits = scope.limits
-        if limits.daily_requests is not None:
-            left = max(0, limits.daily_requests - counts.requests)
-            first = refused != (index, "daily_requests")
-            requests.append((first, left, limits.daily_requests, midnight))
-        if limits.rpm is not None:
-            oldest = counts.oldest_in_minute
-            reset = max(0.0, oldest + MINUTE - now) if oldest else 0.0
-            left = max(0, limits.rpm - counts.minute)
-            requests.append((refused != (index, "rpm"), left, limits.rpm, reset))
-        if limits.daily_tokens is not None:
-            left = max(0, limits.daily_tokens - counts.tokens)
-            first = refused != (index, "daily_tokens")
-            tokens.append((first, left, limits.daily_tokens, midnight))
-    request = min(requests, default=None)
-    token = min(tokens, default=None)
+    refused_at = -1 if verdict.ok else verdict.index
+    requests: tuple[int, int, float] | None = None  # left (-1: the refusing one), limit, reset
+    tokens: tuple[int, int] | None = None  # left, limit
+    for index, scope in enumerate(scopes):
+        limits, counts = scope.limits, verdict.counts[index]
+        refused = verdict.failed if index == refused_at else None
+        limit = limits.daily_requests
+        if limit is not None:
+            left = -1 if refused == "daily_requests" else max(0, limit - counts.requests)
+            if requests is None or left < requests[0]:
+                requests = (left, limit, midnight)
+        limit = limits.rpm
+        if limit is not None:
+            left = -1 if refused == "rpm" else max(0, limit - counts.minute)
+            if requests is None or left < requests[0]:
+                oldest = counts.oldest_in_minute
+                requests = (left, limit, max(0.0, oldest + MINUTE - now) if oldest else 0.0)
+        limit = limits.daily_tokens
+        if limit is not None:
+            left = -1 if refused == "daily_tokens" else max(0, limit - counts.tokens)
+            if tokens is None or left < tokens[0]:
+                tokens = (left, limit)
+    if requests is None and tokens is None:
+        return _NO_FACTS
     return RateFacts(
-        limit_requests=request[2] if request else None,
-        remaining_requests=request[1] if request else None,
-        reset_requests=request[3] if request else None,
-        limit_tokens=token[2] if token else None,
-        remaining_tokens=token[1] if token else None,
-        reset_tokens=midnight if token else None,
+        requests[1] if requests else None,
+        max(0, requests[0]) if requests else None,
+        requests[2] if requests else None,
+        tokens[1] if tokens else None,
+        max(0, tokens[0]) if tokens else None,
+        midnight if tokens else None,
     )
 
 
