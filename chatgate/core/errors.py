@@ -72,9 +72,10 @@ class UnsupportedMediaType(InvalidRequest):
 class RateFacts:
     """Where a caller stands against its limits, for clients that pace themselves.
 
-    ``requests`` describe the request limit that binds (the daily cap, or the per-minute rate
-    when there is no daily cap or when it is the one exceeded), ``tokens`` the daily token
-    budget; resets are seconds from now. ``None`` means that limit does not apply.
+    ``requests`` describe the request limit that binds (of the daily and per-minute limits of
+    the user and of the key in use, the one with the least left, or the one exceeded), ``tokens``
+    the daily token budget that binds; resets are seconds from now. ``None`` means no such
+    limit applies.
     """
 
     limit_requests: int | None = None
