@@ -196,8 +196,10 @@ class AccountService:
         if cached is not None and cached[1] > now:
             return cached[0]
         claims = self.codec.decode(token)
+        generation = self._generation
         principal = await self._load_session(claims)
-        self._cache[token] = (principal, min(now + self._cache_seconds, claims.expires_at))
+        if generation == self._generation:  # else a change came during the look-up
+            self._cache[token] = (principal, min(now + self._cache_seconds, claims.expires_at))
         return principal
 
     async def _load_session(self, claims: Claims) -> Principal:
