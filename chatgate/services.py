@@ -95,7 +95,7 @@ class Services:
                     "(set OPENAI_BASE_URL and OPENAI_API_KEY to use a real one)"
                 )
         conversations = ConversationService(db, writer, models, settings, clock)
-        chat = ChatService(models, quotas, usage, metrics, conversations=conversations)
+        chat = ChatService(models, quotas, usage, metrics, settings, conversations=conversations)
         return cls(
             settings=settings,
             clock=clock,

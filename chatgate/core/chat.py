@@ -1,7 +1,8 @@
 """The core: one chat exchange, whatever transport asked for it.
 
-authorize (the transport hands in a Principal) -> reserve quota -> build context from the
-conversation tree -> route to a provider -> relay deltas -> settle usage -> persist the reply.
+authorize (the transport hands in a Principal) -> check sizes -> reserve quota -> build context
+from the conversation tree -> route to a provider -> relay deltas -> settle usage -> persist the
+reply.
 
 Errors before the first event are raised, so a transport can answer with a plain error
 response; errors after it are yielded as ``ErrorEvent`` once the partial reply has been kept.
@@ -20,10 +21,12 @@ from chatgate.core.errors import ChatgateError
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message, Usage
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService, Reservation
+from chatgate.core.sizes import check_message_sizes, check_prompt_size, check_sizes
 from chatgate.core.tokens import estimate_messages, estimate_tokens
 from chatgate.core.usage import Entry, Outcome, UsageRecorder
 from chatgate.providers.base import UpstreamCall
 from chatgate.providers.router import ModelRegistry, ModelRoute, Served
+from chatgate.settings import Settings
 
 
 class Turn(Protocol):
@@ -104,9 +107,11 @@ class ChatService:
         quotas: QuotaService,
         usage: UsageRecorder,
         metrics: Metrics,
+        settings: Settings,
         conversations: ConversationHook | None = None,
     ) -> None:
         self.models = models
+        self.settings = settings
         self.quotas = quotas
         self.usage = usage
         self.metrics = metrics
@@ -121,6 +126,7 @@ class ChatService:
     ) -> AsyncGenerator[ChatEvent, None]:
         """The reply as events. ``on_reserved`` learns the quota reservation (where the caller
         stands against their limits) before the first event, for transports that report it."""
+        self._check_sizes(self.settings, request)
         route = self.models.resolve(request.model, principal)
         reservation = await self.quotas.reserve(principal, route.name)
         if on_reserved is not None:
@@ -162,6 +168,17 @@ class ChatService:
         finally:
             if not ex.settled:
                 self._settle(ex, "cancelled", "cancelled", None)
+
+    @staticmethod
+    def _check_sizes(settings: Settings, request: ChatRequest) -> None:
+        """Every transport's messages are held to the stored-message limits here, before the
+        quota is taken and before anything is stored or sent upstream."""
+        if request.kind == "completion":
+            check_prompt_size(settings, request.prompt)
+        else:
+            check_message_sizes(settings, request.messages)
+        if request.system is not None:
+            check_sizes(settings, system=request.system)
 
     def _body(self, request: ChatRequest, messages: list[Message]) -> dict[str, Any]:
         body = dict(request.params)

@@ -31,8 +31,9 @@ from chatgate.core.errors import (
     RateFacts,
     UnsupportedMediaType,
 )
+from chatgate.core.sizes import check_message_sizes as check_message_sizes
+from chatgate.core.sizes import check_sizes as check_sizes
 from chatgate.services import Services
-from chatgate.settings import Settings
 from chatgate.transports.asgi import Head, JsonReply
 
 SESSION_COOKIE = "chatgate_session"
@@ -130,6 +131,19 @@ def check_cookie_write(scope: Scope) -> None:
     """
     if scope.get("method", "GET") in _SAFE_METHODS:
         return
+    check_cookie_site(scope)
+    headers = dict(scope["headers"])
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+    if has_body and not is_json(headers.get(b"content-type", b"")):
+        raise UnsupportedMediaType(
+            "A request made with the login cookie must send its body as application/json."
+        )
+
+
+def check_cookie_site(scope: Scope) -> None:
+    """A request authenticated by the login cookie must come from this site's own pages:
+    ``check_cookie_write``'s rule of origin, for the requests that are not writes but still act
+    for the caller (a WebSocket handshake, a question asked with ``GET``)."""
     headers = dict(scope["headers"])
     site = headers.get(b"sec-fetch-site")
     origin = headers.get(b"origin")
@@ -145,11 +159,6 @@ def check_cookie_write(scope: Scope) -> None:
         raise PermissionDenied(
             "A request from another site cannot use the login cookie; "
             "send an API key as 'Authorization: Bearer' instead."
-        )
-    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
-    if has_body and not is_json(headers.get(b"content-type", b"")):
-        raise UnsupportedMediaType(
-            "A request made with the login cookie must send its body as application/json."
         )
 
 
@@ -234,37 +243,6 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return data
-
-
-def check_sizes(
-    settings: Settings, *, content: str | None = None, system: str | None = None
-) -> None:
-    """A message or a system prompt that would be stored must fit its own limit (the body limit
-    alone would let one message fill the whole request)."""
-    if content is not None and len(content) > settings.max_message_chars:
-        raise PayloadTooLarge(
-            f"A message may have at most {settings.max_message_chars} characters.",
-            param="content",
-        )
-    if system is not None and len(system) > settings.max_system_chars:
-        raise PayloadTooLarge(
-            f"A system prompt may have at most {settings.max_system_chars} characters.",
-            param="system",
-        )
-
-
-def check_message_sizes(settings: Settings, messages: list[dict[str, Any]]) -> None:
-    """``check_sizes`` for the messages of an OpenAI chat request (already shape-checked)."""
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "".join(p["text"] for p in content if p.get("type") == "text")
-        if not isinstance(content, str):
-            continue
-        if message.get("role") in ("system", "developer"):
-            check_sizes(settings, system=content)
-        else:
-            check_sizes(settings, content=content)
 
 
 def error_body(exc: ChatgateError) -> dict[str, Any]:
