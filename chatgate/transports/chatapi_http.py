@@ -3,8 +3,8 @@
 Bodies are ``{"statu": bool, "message": …}``. ``/token`` answers 201 with a new token and 200
 with the same one while it is valid; ``/api`` asks the configured model one question and counts
 against the user's daily cap (429 ``Token access limit reached.`` past it). Its clients always
-sent their JWT, so it has no anonymous caller. Every error becomes
-that shape here, in one place.
+sent their JWT, so it has no anonymous caller; the login cookie serves too, from this site's own
+pages only, although ``/api`` is a ``GET``. Every error becomes that shape here, in one place.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from chatgate.services import Services
 from chatgate.transports.asgi import WatchedReply
 from chatgate.transports.compat import compat_model, http_principal
 from chatgate.transports.http_common import (
+    bearer_token,
+    check_cookie_site,
     credential_of,
     error_headers,
     json_response,
@@ -79,6 +81,8 @@ async def api(request: Request) -> Response:
     try:
         if credential_of(request) is None:
             raise AuthenticationFailed("Missing Authorization Header")
+        if bearer_token(request) is None:  # the login cookie asks (and spends) for its user
+            check_cookie_site(request.scope)
         principal = await http_principal(request, anonymous=False)
         question = request.query_params.get("q", "")
         if not question.strip():

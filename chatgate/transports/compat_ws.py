@@ -10,8 +10,9 @@ marker); the same ``seq`` sent again while it runs is answered after it, as the 
 ``/compat/ws/ask``: text frames ``<|ask|>$CONVERSATION$PARENT$PROMPT`` answered by text pieces
 then ``<|end|>$conversation_id$parent_id``, or ``<|err|>$reason``; one question at a time.
 
-Both accept a key on the handshake (``Authorization: Bearer`` or ``?token=``); without one the
-caller is the operator's anonymous user, or is refused.
+Both accept a key on the handshake (``Authorization: Bearer`` or ``?token=``, or the login
+cookie from this site's own pages); without one the caller is the operator's anonymous user, or
+is refused.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The native WebSocket protocol at ``/api/v1/ws``: JSON frames, several requests at once.
 
-Client frames: ``{"type": "auth", "token"}`` (unless the handshake carried a Bearer header or
-``?token=``), ``{"type": "chat", "id", "model", "messages" | "prompt", "conversation_id",
-"parent_id", …OpenAI parameters}``, ``{"type": "cancel", "id"}`` and ``{"type": "ping"}``.
+Client frames: ``{"type": "auth", "token"}`` (unless the handshake carried a Bearer header,
+``?token=`` or, from this site's own pages, the login cookie), ``{"type": "chat", "id", "model",
+"messages" | "prompt", "conversation_id", "parent_id", …OpenAI parameters}``,
+``{"type": "cancel", "id"}`` and ``{"type": "ping"}``.
 Server frames, each with the request's ``id``: ``delta``, ``done``, ``error`` and ``pong``.
 A cancelled request ends with an ``error`` whose code is ``cancelled``; a closed socket cancels
 everything on it. In both cases the partial reply is kept.
@@ -198,15 +199,15 @@ async def endpoint(ws: WebSocket) -> None:
     services = services_of(ws)
     await ws.accept()
     session = Session(ws, services, services.settings.websocket_max_in_flight)
-    connection = Connection(session, handshake_token(ws))
     try:
-        if connection.token is not None:
-            try:
+        try:
+            connection = Connection(session, handshake_token(ws))
+            if connection.token is not None:
                 await services.accounts.authenticate(connection.token)
-            except ChatgateError as exc:
-                await session.send(error_frame(None, exc))
-                await session.end(1008, "authentication failed")
-                return
+        except ChatgateError as exc:
+            await session.send(error_frame(None, exc))
+            await session.end(1008, "authentication failed")
+            return
         async for frame in session.frames():
             await connection.handle(frame)
     except SocketGone:

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chatgate.core.errors import PayloadTooLarge
 from chatgate.services import Services
-from chatgate.transports.http_common import bearer_token
+from chatgate.transports.http_common import SESSION_COOKIE, bearer_token, check_cookie_site
 
 log = logging.getLogger("chatgate.ws")
 
@@ -28,8 +28,19 @@ SocketGone = (WebSocketDisconnect, OSError, RuntimeError)
 
 
 def handshake_token(ws: WebSocket) -> str | None:
-    """A credential sent with the handshake: ``Authorization: Bearer`` or ``?token=``."""
-    return bearer_token(ws) or ws.query_params.get("token") or None
+    """A credential sent with the handshake: ``Authorization: Bearer``, ``?token=``, else the
+    login cookie, for the web page.
+
+    A browser sends the cookie with a handshake that any site's page opens, and the socket
+    would then act for the user, so the cookie is taken only from this site's own pages, by
+    the rule the HTTP routes apply (``check_cookie_site``, which raises ``PermissionDenied``).
+    """
+    token = bearer_token(ws) or ws.query_params.get("token") or None
+    if token is None:
+        token = ws.cookies.get(SESSION_COOKIE) or None
+        if token is not None:
+            check_cookie_site(ws.scope)
+    return token
 
 
 class Session:
