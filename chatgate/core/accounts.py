@@ -64,7 +64,8 @@ class Principal:
     ``limits`` are the user's (their own, else the defaults, which administrators do not
     get); ``key_limits`` are the extra limits set on the key in use, which bind that key's
     requests on top of the user's.
-    ``session_id`` is the ``jti`` of the login token in use, if that is how they came.
+    ``session_id`` is the ``jti`` of the login token in use, if that is how they came;
+    ``key_expires_at`` is when the key in use expires, if it does (no cache keeps it longer).
     """
 
     user_id: int
