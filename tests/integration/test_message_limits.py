@@ -314,7 +314,10 @@ def test_system_messages_are_held_together_to_the_system_prompts_limit(
 ) -> None:
     """A conversation keeps its system messages joined as one prompt, so their sum counts."""
     half = {"role": "system", "content": "s" * (SYSTEM_LIMIT // 2)}
-    body = {"model": "demo", "messages": [half, half, {"role": "user", "content": "hi"}]}
+    body: dict[str, Any] = {
+        "model": "demo",
+        "messages": [half, half, {"role": "user", "content": "hi"}],
+    }
     headers = {"Authorization": f"Bearer {key}"}
     response = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers)
     assert response.status_code == 413 and response.json()["error"]["param"] == "system"
