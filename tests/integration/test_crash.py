@@ -81,6 +81,12 @@ class Server:
         self.proc.wait(10)
         self.log.close()
 
+    def terminate(self) -> None:
+        """Stop as an operator would (SIGTERM): what is queued is written first."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.log.close()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -178,7 +184,10 @@ def test_kill_9_during_20_streams_keeps_the_days_count_and_every_question(
     with pytest.raises(openai.RateLimitError):
         api.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
 
-    settled = chatgate(data, "usage", "reconcile", "--older-than", "5")
+    young = chatgate(data, "usage", "reconcile", "--older-than", "3600")
+    assert young.stdout.startswith("0 request(s)"), young.stdout  # none began an hour ago
+    servers[1].terminate()  # its own requests are settled and written; only the crash's are left
+    settled = chatgate(data, "usage", "reconcile")
     assert settled.returncode == 0, settled.stderr
     assert f"{STREAMS} request(s)" in settled.stdout
     db = sqlite3.connect(data / "chatgate.db")
