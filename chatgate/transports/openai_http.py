@@ -32,7 +32,6 @@ from chatgate.transports.http_common import (
     INTERNAL,
     authenticate,
     authenticate_credential,
-    check_message_sizes,
     error_body,
     error_response,
     head_credential,
@@ -304,8 +303,6 @@ async def _prepare(scope: Scope, receive: Receive, kind: str) -> tuple[Principal
     principal = await authenticate_credential(services, head_credential(head))
     body = parse_object(await read_body(receive, head, services.settings.max_request_bytes))
     chat = parse_chat(body) if kind == "chat" else parse_completion(body)
-    if chat.conversation_id is not None and chat.messages:  # to be stored: each has its limit
-        check_message_sizes(services.settings, chat.messages)
     return principal, chat
 
 
