@@ -393,6 +393,10 @@ from chatgate.cli.conversations import register as register_conversations  # noq
 
 register_conversations(app)
 
+from chatgate.cli.ask import ask  # noqa: E402
+
+app.command("ask")(ask)
+
 
 def main() -> None:
     app()
