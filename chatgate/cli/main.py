@@ -397,6 +397,10 @@ from chatgate.cli.ask import ask  # noqa: E402
 
 app.command("ask")(ask)
 
+from chatgate.cli.chat import chat  # noqa: E402
+
+app.command("chat")(chat)
+
 
 def main() -> None:
     app()
