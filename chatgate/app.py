@@ -30,6 +30,8 @@ from chatgate.transports import (
     native_admin,
     native_conversations,
     native_providers,
+    openai_conversations,
+    openai_embeddings,
     openai_http,
     openapi_docs,
     websocket,
@@ -147,6 +149,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)
     app.include_router(native_conversations.router)
+    app.include_router(openai_embeddings.router)
+    app.include_router(openai_conversations.router)
     app.router.routes.extend(easybackend_http.routes)
     app.router.routes.extend(chatapi_http.routes)
     app.include_router(native_accounts.router)

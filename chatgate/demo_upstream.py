@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from chatgate.core.errors import InvalidRequest
-from chatgate.providers.demo import DEMO_MODEL, DemoPlan, plan
+from chatgate.providers.demo import DEMO_MODEL, DemoPlan, demo_embeddings, plan
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -81,6 +81,9 @@ class DemoUpstream:
             ]
             await self._respond(send, 200, orjson.dumps({"object": "list", "data": data}))
             return
+        if scope["method"] == "POST" and path.endswith("/embeddings"):
+            await self._embed(receive, send)
+            return
         if scope["method"] == "POST" and path.endswith(("/chat/completions", "/completions")):
             await self._complete(path.endswith("/chat/completions"), receive, send)
             return
@@ -96,6 +99,19 @@ class DemoUpstream:
     async def _respond(self, send: Send, status: int, body: bytes) -> None:
         await send({"type": "http.response.start", "status": status, "headers": _JSON})
         await send({"type": "http.response.body", "body": body})
+
+    async def _embed(self, receive: Receive, send: Send) -> None:
+        try:
+            body = orjson.loads(await _read_body(receive))
+            if not isinstance(body, dict):
+                raise InvalidRequest("The body must be a JSON object.")
+            if self.record:
+                self.requests.append(body)
+            answer = demo_embeddings(body)
+        except (orjson.JSONDecodeError, InvalidRequest) as exc:
+            await self._respond(send, 400, _error(str(exc), "invalid_request_error"))
+            return
+        await self._respond(send, 200, orjson.dumps(answer))
 
     async def _complete(self, chat: bool, receive: Receive, send: Send) -> None:
         try:

@@ -13,6 +13,7 @@ from chatgate.core.changes import ChangeFeed, DatabaseChangeFeed
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
 from chatgate.core.conversations import ConversationService
+from chatgate.core.embeddings import EmbeddingService
 from chatgate.core.jwts import JwtCodec
 from chatgate.core.logins import FailedLoginLimiter, LoginService
 from chatgate.core.metrics import Metrics
@@ -43,6 +44,7 @@ class Services:
     conversations: ConversationService
     logins: LoginService
     usage_queries: UsageQueries
+    embeddings: EmbeddingService
     changes: ChangeFeed | None = None
 
     @classmethod
@@ -110,6 +112,7 @@ class Services:
             conversations=conversations,
             logins=logins,
             usage_queries=usage_queries,
+            embeddings=EmbeddingService(models, quotas, usage, metrics, settings),
             changes=changes,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,6 +526,54 @@ class ConversationService:
                     update(Conversation).where(Conversation.id == conversation_id).values(**values)
                 )
         return state
+
+    async def append(
+        self, principal: Principal, conversation_id: str, messages: list[Message]
+    ) -> list[str]:
+        """Add ``messages`` after the current leaf, with no reply asked for; the last one
+        becomes the leaf. Their ids, in order."""
+        state = await self.owned(principal, conversation_id, write=True)
+        now = self.clock.now()
+        last, ids = state.leaf_id, []
+        for message in messages:
+            now = math.nextafter(now, math.inf)  # kept in order, however fast they come
+            last = self._add(state, last, message, now)
+            ids.append(last)
+        if ids:
+            state.leaf_id = last
+            values: dict[str, object] = {"current_leaf_id": last, "updated_at": now}
+            question = next((message_text(m) for m in messages if m.get("role") == "user"), "")
+            if state.title is None and question:
+                values["title"] = state.title = fallback_title(question)
+            self.writer.update(Conversation, {"id": state.id}, values)
+        return ids
+
+    async def remove_message(
+        self, principal: Principal, conversation_id: str, message_id: str
+    ) -> None:
+        """Take one message out: its children take its parent, and a leaf it was moves up."""
+        state = await self.owned(principal, conversation_id, write=True)
+        node = state.nodes.get(message_id)
+        if node is None:
+            raise NotFound(f"No message with id {message_id!r} in this conversation.", param="id")
+        await self.writer.flush()
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(StoredMessage)
+                .where(
+                    StoredMessage.conversation_id == conversation_id,
+                    StoredMessage.parent_id == message_id,
+                )
+                .values(parent_id=node.parent_id)
+            )
+            await session.execute(delete(StoredMessage).where(StoredMessage.id == message_id))
+            if state.leaf_id == message_id:
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == conversation_id)
+                    .values(current_leaf_id=node.parent_id, updated_at=self.clock.now())
+                )
+        self.forget(conversation_id)
 
     async def create(
         self,

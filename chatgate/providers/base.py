@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from chatgate.core.events import Delta
 
@@ -36,3 +36,11 @@ class Provider(Protocol):
     async def list_models(self) -> list[str]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also serves embeddings: ``body`` is OpenAI's embeddings request, the
+    answer its decoded reply. ``deadline`` (event-loop time) bounds the whole call."""
+
+    async def embed(self, body: dict[str, Any], deadline: float | None) -> Any: ...

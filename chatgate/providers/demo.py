@@ -8,6 +8,9 @@ drives the in-process provider here and the stand-alone ``chatgate demo-upstream
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
+import random
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from chatgate.core.tokens import estimate_messages, estimate_tokens, message_tex
 from chatgate.providers.base import UpstreamCall
 
 DEMO_MODEL = "demo"
+DEMO_DIMENSIONS = 64
 _WORD = re.compile(r"\S+\s*|\s+")
 _TOOL_WORD = re.compile(r"\btools?\b|工具", re.IGNORECASE)
 
@@ -172,6 +176,34 @@ def plan(body: dict[str, Any]) -> DemoPlan:
     return DemoPlan(pieces, finish, prompt_tokens)
 
 
+def demo_vector(text: str, dimensions: int = DEMO_DIMENSIONS) -> list[float]:
+    """A unit vector for ``text``: the sum of one seeded random vector per word, so the same
+    text always gives the same vector and texts that share words point the same way."""
+    total = [0.0] * dimensions
+    for word in text.lower().split() or [text]:
+        seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        rng = random.Random(seed)  # a fixed pattern per word, not a secret
+        for i in range(dimensions):
+            total[i] += rng.gauss(0.0, 1.0)
+    norm = math.sqrt(sum(v * v for v in total)) or 1.0
+    return [v / norm for v in total]
+
+
+def demo_embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """The demo model's answer to an embeddings request, in OpenAI's shape (floats)."""
+    from chatgate.core.embeddings import EmbeddingRequest  # the core imports the providers
+
+    request = EmbeddingRequest.of(body.get("model"), body.get("input"), body.get("dimensions"))
+    dimensions = request.dimensions or DEMO_DIMENSIONS
+    data = [
+        {"object": "embedding", "index": i, "embedding": demo_vector(text, dimensions)}
+        for i, text in enumerate(request.texts)
+    ]
+    tokens = sum(estimate_tokens(text) for text in request.texts)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": request.model, "usage": usage}
+
+
 class DemoProvider:
     """The demo model as an in-process provider."""
 
@@ -185,6 +217,9 @@ class DemoProvider:
 
     async def close(self) -> None:
         return None
+
+    async def embed(self, body: dict[str, Any], deadline: float | None) -> Any:
+        return demo_embeddings(body)
 
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[Delta, None]:
         reply = plan(call.body)

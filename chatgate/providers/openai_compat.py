@@ -323,6 +323,25 @@ class OpenAICompatProvider:
 
     async def _whole(self, url: str, payload: bytes, call: UpstreamCall, until: float) -> Delta:
         """A reply that is not streamed: asked and read under one deadline."""
+        return whole_reply(self.name, await self._post(url, payload, until), call.wants_raw)
+
+    async def embed(self, body: dict[str, Any], deadline: float | None) -> Any:
+        """The upstream's answer to ``POST {base}/embeddings``, decoded (checked by the caller)."""
+        model = body.get("model")
+        if self.config.kind == "azure-openai":
+            body = {k: v for k, v in body.items() if k != "model"}
+        url = self._url("embeddings", model if isinstance(model, str) else None)
+        end = asyncio.get_running_loop().time() + self.config.timeouts.total
+        raw = await self._post(url, orjson.dumps(body), min(end, deadline or end))
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            error = UpstreamError(f"upstream '{self.name}' sent malformed embeddings")
+            error.retryable = False
+            raise error from exc
+
+    async def _post(self, url: str, payload: bytes, until: float) -> bytes:
+        """The body of a 200 answer to a POST, asked and read under one deadline."""
         reached = False
         try:
             async with asyncio.timeout_at(until):
@@ -346,7 +365,7 @@ class OpenAICompatProvider:
         except _EXCHANGE_ERRORS as exc:
             what = "broke off its answer" if reached else "dropped the connection before answering"
             raise UpstreamUnavailable(f"upstream '{self.name}' {what}") from exc
-        return whole_reply(self.name, raw, call.wants_raw)
+        return raw
 
     async def _relay(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, first: float, end: float

@@ -19,17 +19,19 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from chatgate.core.accounts import Principal
 from chatgate.core.errors import (
     ChatgateError,
+    InvalidRequest,
     ModelNotFound,
     UpstreamCoolingDown,
     UpstreamModelsUnknown,
 )
 from chatgate.core.events import Delta
-from chatgate.providers.base import Provider, UpstreamCall
+from chatgate.providers.base import Embedder, Provider, UpstreamCall
 from chatgate.providers.demo import DEMO_MODEL, DemoProvider
 from chatgate.providers.openai_compat import OpenAICompatProvider
 from chatgate.providers.routing import Backoff, DeploymentKey, Health, counts_against
@@ -397,6 +399,44 @@ class ModelRegistry:
                 retry_after=min(waits, default=None),
             )
         raise last
+
+    async def embed(self, route: ModelRoute, body: dict[str, Any], served: Served) -> Any:
+        """Embeddings from the first deployment that serves them and answers: a retryable
+        failure moves on to the next deployment, as it does before a chat reply starts."""
+        deadline = asyncio.get_running_loop().time() + self.settings.routing.request_deadline
+        last: ChatgateError | None = None
+        for deployment in route.deployments:
+            provider, key = deployment.provider, deployment.key
+            if not isinstance(provider, Embedder) or not self.health.acquire(key):
+                continue
+            served.provider = provider.name
+            judged = False
+            self._in_use[provider] = self._in_use.get(provider, 0) + 1
+            try:
+                answer = await provider.embed(dict(body, model=deployment.upstream_model), deadline)
+                judged = True
+                self.health.succeeded(key)
+                return answer
+            except ChatgateError as exc:
+                if counts_against(exc):
+                    judged = True
+                    self._judge(key, exc, again=False)
+                if not exc.retryable:
+                    raise
+                last = exc
+            finally:
+                if not judged:
+                    self.health.release(key)
+                self._done_with(provider)
+        if last is not None:
+            raise last
+        if not any(isinstance(d.provider, Embedder) for d in route.deployments):
+            raise InvalidRequest(
+                f"The model `{route.name}` does not serve embeddings.", param="model"
+            )
+        raise UpstreamCoolingDown(
+            f"Every upstream of `{route.name}` failed lately and is resting; try again shortly."
+        )
 
     def _judge(self, key: DeploymentKey, exc: ChatgateError, *, again: bool) -> None:
         """Record a failure: an upstream's own pause is honoured as it is, anything else is

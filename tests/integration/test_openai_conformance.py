@@ -230,6 +230,36 @@ def test_model_list_and_models_conform(served: tuple[Gateway, str], conforms: Ch
         assert conforms("Model", model) == [], model
 
 
+def test_embeddings_conform(served: tuple[Gateway, str], conforms: Check) -> None:
+    gateway, key = served
+    body = {"model": "demo", "input": ["a tree", "a river"], "encoding_format": "float"}
+    reply = _post(gateway, key, "/v1/embeddings", body).json()
+    assert conforms("CreateEmbeddingResponse", reply) == [], reply
+
+
+def test_conversations_and_items_conform(served: tuple[Gateway, str], conforms: Check) -> None:
+    gateway, key = served
+    items = [
+        {"type": "message", "role": "user", "content": "Name a tree."},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Oak."}]},
+    ]
+    made = _post(gateway, key, "/v1/conversations", {"items": items, "metadata": {"title": "T"}})
+    conversation = made.json()
+    assert conforms("ConversationResource", conversation) == [], conversation
+    path = f"/v1/conversations/{conversation['id']}"
+    added = _post(gateway, key, path + "/items", {"items": items[:1]}).json()
+    assert conforms("ConversationItemList", added) == [], added
+    headers = {"Authorization": f"Bearer {key}"}
+    listing = httpx.get(gateway.url + path + "/items", headers=headers).json()
+    assert conforms("ConversationItemList", listing) == [], listing
+    for item in listing["data"]:
+        assert conforms("ConversationItem", item) == [], item
+    updated = _post(gateway, key, path, {"metadata": {"title": "U"}}).json()
+    assert conforms("ConversationResource", updated) == [], updated
+    deleted = httpx.delete(gateway.url + path, headers=headers).json()
+    assert conforms("DeletedConversationResource", deleted) == [], deleted
+
+
 # (what, credential, method, path, body, status); the credential is a valid key, none or wrong.
 ERRORS: list[tuple[str, str, str, str, Any, int]] = [
     ("no key", "none", "POST", "/v1/chat/completions", {"model": "demo", "messages": ASK}, 401),
@@ -241,6 +271,8 @@ ERRORS: list[tuple[str, str, str, str, Any, int]] = [
     ("no prompt", "key", "POST", "/v1/completions", {"model": "demo"}, 400),
     ("unknown model card", "key", "GET", "/v1/models/nope", None, 404),
     ("models without key", "none", "GET", "/v1/models", None, 401),
+    ("embeddings without key", "none", "POST", "/v1/embeddings", {"model": "demo"}, 401),
+    ("no such conversation", "key", "GET", "/v1/conversations/nope", None, 404),
 ]
 
 
