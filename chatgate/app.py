@@ -33,6 +33,7 @@ from chatgate.transports import (
     openai_conversations,
     openai_embeddings,
     openai_http,
+    openai_responses,
     openapi_docs,
     websocket,
 )
@@ -145,6 +146,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     for route in openai_http.routes:
         app.router.routes.append(route)
     app.hot_paths = hot_paths(openai_http.routes)
+    app.router.routes.extend(openai_responses.routes)
     app.router.routes.extend(websocket.routes)
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)

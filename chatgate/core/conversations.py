@@ -265,7 +265,15 @@ class ConversationService:
         messages = self._context(system or state.system_prompt, history, new, route, request)
         question = message_text(new[-1]) if new else ""
         return StoredTurn(
-            state.id, last, new_id(), messages, state, route, question, auto_title, leaf_write
+            state.id,
+            last,
+            request.reply_id or new_id(),
+            messages,
+            state,
+            route,
+            question,
+            auto_title,
+            leaf_write,
         )
 
     def finish(self, turn: Turn, text: str, finish_reason: str, usage: Usage, model: str) -> None:
@@ -433,6 +441,64 @@ class ConversationService:
         self.writer.update(Conversation, {"id": state.id, "title": fallback}, {"title": title})
 
     # ---- reading -------------------------------------------------------------------------------
+
+    async def holding(self, principal: Principal, message_id: str) -> ConversationState:
+        """The conversation that holds ``message_id``, if ``principal`` may read it (else 404).
+
+        A reply is in its conversation's cached state before the stream that made it ends, and
+        the database is read only after the pending writes are flushed, so a message is found
+        the instant its reply is over.
+        """
+        found = next((s.id for s in self._cache.values() if message_id in s.nodes), None)
+        if found is None:
+            await self.writer.flush()
+            async with self.db.session() as session:
+                found = await session.scalar(
+                    select(StoredMessage.conversation_id).where(StoredMessage.id == message_id)
+                )
+        if found is None:
+            raise NotFound(f"No message with id {message_id!r}.", param="id")
+        state = await self.owned(principal, found, write=False)
+        if message_id not in state.nodes:
+            raise NotFound(f"No message with id {message_id!r}.", param="id")
+        return state
+
+    async def stored_message(self, principal: Principal, message_id: str) -> StoredMessage:
+        """One stored message with its model, finish reason and token counts, for its owner."""
+        await self.holding(principal, message_id)
+        await self.writer.flush()
+        async with self.db.session() as session:
+            row = await session.get(StoredMessage, message_id)
+        if row is None:
+            raise NotFound(f"No message with id {message_id!r}.", param="id")
+        return row
+
+    async def delete_branch(self, principal: Principal, message_id: str) -> None:
+        """Remove ``message_id`` and every message after it; the leaf moves to its parent
+        when it was in the removed branch."""
+        state = await self.holding(principal, message_id)
+        await self.owned(principal, state.id, write=True)
+        doomed = {message_id}
+        grew = True
+        while grew:
+            more = {n.id for n in state.nodes.values() if n.parent_id in doomed} - doomed
+            doomed |= more
+            grew = bool(more)
+        parent = state.nodes[message_id].parent_id
+        leaf = state.leaf_id
+        await self.writer.flush()
+        async with self.db.session() as session, session.begin():
+            await session.execute(delete(StoredMessage).where(StoredMessage.id.in_(doomed)))
+            if leaf in doomed:
+                await session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == state.id)
+                    .values(current_leaf_id=parent)
+                )
+        for node_id in doomed:
+            state.nodes.pop(node_id, None)
+        if leaf in doomed:
+            state.leaf_id = parent
 
     async def page(
         self,

@@ -55,6 +55,8 @@ class ChatRequest:
     edit_id: str | None = None
     wants_raw: bool = False
     client_usage: bool = False
+    reply_id: str | None = None
+    """The id the stored reply will have, for a transport that names it before it starts."""
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from chatgate.core.validation import FLAGS, NUMBERS
 from chatgate.transports.openapi_schemas import MODELS
+from chatgate.transports.responses_schemas import RESPONSE_MODELS
 
 ASSETS = "/docs/assets"
 _REF = "#/components/schemas/{model}"
@@ -298,9 +299,65 @@ def _operations_paths() -> dict[str, Any]:
     }
 
 
+def _responses_paths() -> dict[str, Any]:
+    """OpenAI's Responses routes, over chatgate's conversation trees."""
+    stream = {
+        "type": "object",
+        "description": "Each event is named by its `type` (`event:`), its `data` a "
+        "`ResponseStreamEvent` with a `sequence_number`.",
+        "properties": {"data": {"type": "string", "contentMediaType": "application/json"}},
+    }
+    ok = _json("ResponseObject", "The response, or with `stream: true` its events.")
+    ok["content"]["text/event-stream"] = {"schema": stream}
+    rid = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    tags = ["OpenAI-compatible"]
+
+    def one(summary: str, op_id: str, answer: str, **more: Any) -> dict[str, Any]:
+        return {
+            "tags": tags,
+            "summary": summary,
+            "operationId": op_id,
+            "parameters": [rid, *more.get("query", [])],
+            "responses": {
+                "200": _json(answer, summary + "."),
+                **_errors("OpenAIError", 400, 401, 404),
+                **_other(),
+            },
+            "security": _SECURITY,
+        }
+
+    query = [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        {"name": "after", "in": "query", "schema": {"type": "string"}},
+    ]
+    return {
+        "/v1/responses": {
+            "post": {
+                "tags": tags,
+                "summary": "A response (OpenAI's Responses API) from any chat model",
+                "operationId": "createResponse",
+                "requestBody": _body("ResponseRequest"),
+                "responses": {"200": ok, **_errors("OpenAIError", *_CALL_ERRORS), **_other()},
+                "security": _SECURITY,
+            }
+        },
+        "/v1/responses/{response_id}": {
+            "get": one("A stored response", "getResponse", "ResponseObject"),
+            "delete": one("Delete a stored response", "deleteResponse", "ResponseDeleted"),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": one(
+                "What a response answered", "listInputItems", "ResponseItemList", query=query
+            )
+        },
+    }
+
+
 def openai_paths() -> dict[str, Any]:
     """The OpenAI-compatible operations, which FastAPI does not describe."""
     return {
+        **_responses_paths(),
         "/v1/chat/completions": _generation(
             "ChatCompletion",
             "ChatCompletionChunk",
@@ -336,7 +393,9 @@ def _parameters() -> dict[str, Any]:
 
 
 def extra_schemas() -> dict[str, Any]:
-    _, top = models_json_schema([(m, "validation") for m in MODELS], ref_template=_REF)
+    _, top = models_json_schema(
+        [(m, "validation") for m in (*MODELS, *RESPONSE_MODELS)], ref_template=_REF
+    )
     schemas: dict[str, Any] = top["$defs"]
     for name in ("ChatCompletionRequest", "CompletionRequest"):
         schemas[name]["properties"] = {**_parameters(), **schemas[name]["properties"]}

@@ -1,0 +1,538 @@
+"""OpenAI's Responses API over a Chat Completions exchange.
+
+A Responses request is translated into a ``ChatRequest`` (its input items become chat messages,
+its function tools chat tools, its ``text.format`` a ``response_format``), and the core's events
+are turned back into a Response object and its event sequence. The state lives in the
+conversation tree: a stored response is its reply message (``resp_<message id>``), so
+``previous_response_id`` is simply the parent of the next question.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.core.events import ChatEvent, Delta, Done, ErrorEvent, Message, Usage
+
+log = logging.getLogger("chatgate.responses")
+
+RESPONSE_PREFIX = "resp_"
+_TEXT_PARTS = frozenset(("input_text", "output_text", "text", "refusal", "summary_text"))
+_SKIPPED_ITEMS = frozenset(("reasoning", "item_reference"))
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def response_id(message_id: str) -> str:
+    return RESPONSE_PREFIX + message_id
+
+
+def message_id_of(resp_id: str) -> str:
+    """The stored reply a response id names; anything else is not found."""
+    if not resp_id.startswith(RESPONSE_PREFIX) or len(resp_id) > 80:
+        raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
+    return resp_id[len(RESPONSE_PREFIX) :]
+
+
+def item_id(prefix: str, resp_id: str, index: int = 0) -> str:
+    """Output item ids derived from the response's, so a retrieved response shows the same."""
+    base = resp_id[len(RESPONSE_PREFIX) :].replace("-", "")
+    return f"{prefix}_{base}" if index == 0 else f"{prefix}_{base}_{index}"
+
+
+# ---- input items -> chat messages ----------------------------------------------------------
+
+
+def _text_of(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{where}' must be a string or a list of parts.", param=where)
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") not in _TEXT_PARTS:
+            raise InvalidRequest(f"'{where}' holds a part that is not text.", param=where)
+        texts.append(str(part.get("text") or part.get("refusal") or ""))
+    return "".join(texts)
+
+
+def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """Text stays text; images become ``image_url`` parts, as chat takes them."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{where}' must be a string or a list of parts.", param=where)
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _TEXT_PARTS:
+            parts.append({"type": "text", "text": str(part.get("text") or "")})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        else:
+            raise InvalidRequest(f"'{where}' holds a part of type {kind!r}.", param=where)
+    if all(p["type"] == "text" for p in parts):
+        return "".join(p["text"] for p in parts)
+    return parts
+
+
+def _message(item: dict[str, Any], where: str) -> Message:
+    role = _ROLES.get(str(item.get("role")))
+    if role is None:
+        raise InvalidRequest(f"'{where}.role' must be user, assistant, system or developer.")
+    content = item.get("content")
+    if role == "user":
+        return {"role": role, "content": _user_content(content, f"{where}.content")}
+    return {"role": role, "content": _text_of(content, f"{where}.content")}
+
+
+def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id, name = item.get("call_id"), item.get("name")
+    if not isinstance(call_id, str) or not isinstance(name, str) or not name:
+        raise InvalidRequest(f"'{where}' needs a call_id and a name.", param=where)
+    arguments = item.get("arguments")
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments if isinstance(arguments, str) else ""},
+    }
+
+
+def _add_call(messages: list[Message], call: dict[str, Any]) -> None:
+    """Calls that follow an assistant message belong to it, as one chat message holds them."""
+    last = messages[-1] if messages else None
+    if last is not None and last.get("role") == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+        if last.get("content") == "":
+            last["content"] = None
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def to_messages(raw_input: Any, instructions: Any) -> list[Message]:
+    """The chat messages of a Responses ``input`` (text or items) and its ``instructions``."""
+    messages: list[Message] = []
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise InvalidRequest("'instructions' must be a string.", param="instructions")
+        messages.append({"role": "system", "content": instructions})
+    if isinstance(raw_input, str):
+        messages.append({"role": "user", "content": raw_input})
+        return messages
+    if not isinstance(raw_input, list) or not raw_input:
+        raise InvalidRequest("'input' must be a string or a list of items.", param="input")
+    for index, item in enumerate(raw_input):
+        where = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'{where}' must be an object.", param="input")
+        kind = item.get("type", "message")
+        if kind == "message":
+            messages.append(_message(item, where))
+        elif kind == "function_call":
+            _add_call(messages, _function_call(item, where))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str):
+                raise InvalidRequest(f"'{where}.call_id' must be a string.", param="input")
+            text = output if isinstance(output, str) else _text_of(output, f"{where}.output")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+        elif kind not in _SKIPPED_ITEMS:
+            raise InvalidRequest(f"'{where}' has a type chatgate cannot send: {kind!r}.")
+    return messages
+
+
+# ---- parameters ----------------------------------------------------------------------------
+
+
+def function_tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The function tools as chat tools, and the kinds of the hosted tools left out (no
+    upstream behind a Chat Completions API can run them)."""
+    if tools is None:
+        return [], []
+    if not isinstance(tools, list):
+        raise InvalidRequest("'tools' must be a list.", param="tools")
+    chat_tools: list[dict[str, Any]] = []
+    left_out: list[str] = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            raise InvalidRequest("Every tool must be an object.", param="tools")
+        if tool.get("type") != "function":
+            left_out.append(str(tool.get("type")))
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("A function tool needs a name.", param="tools")
+        function = {
+            k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool
+        }
+        chat_tools.append({"type": "function", "function": function})
+    return chat_tools, left_out
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice is None or choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return "auto"
+
+
+def _response_format(text: Any) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return None
+    if not isinstance(fmt, dict):
+        raise InvalidRequest("'text.format' must be an object.", param="text")
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    if fmt.get("type") == "json_schema":
+        keys = ("name", "schema", "strict", "description")
+        return {"type": "json_schema", "json_schema": {k: fmt[k] for k in keys if k in fmt}}
+    raise InvalidRequest("'text.format.type' must be text, json_object or json_schema.")
+
+
+def chat_params(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The Chat Completions parameters of a Responses body, and the hosted tools left out."""
+    params: dict[str, Any] = {}
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            params[name] = body[name]
+    if body.get("max_output_tokens") is not None:
+        params["max_tokens"] = body["max_output_tokens"]
+    tools, left_out = function_tools(body.get("tools"))
+    if tools:
+        params["tools"] = tools
+        choice = _tool_choice(body.get("tool_choice"))
+        if choice is not None:
+            params["tool_choice"] = choice
+        if body.get("parallel_tool_calls") is not None:
+            params["parallel_tool_calls"] = body["parallel_tool_calls"]
+    response_format = _response_format(body.get("text"))
+    if response_format is not None:
+        params["response_format"] = response_format
+    return params, left_out
+
+
+# ---- the Response object and its events ----------------------------------------------------
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def text_item(msg_id: str, text: str, status: str) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    return {
+        "type": "message",
+        "id": msg_id,
+        "status": status,
+        "role": "assistant",
+        "content": [part] if status != "in_progress" else [],
+    }
+
+
+@dataclass(slots=True)
+class Echo:
+    """What a Response repeats of its request."""
+
+    model: str
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+    store: bool = True
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def response_object(
+    resp_id: str,
+    echo: Echo,
+    created_at: int,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: Usage | None = None,
+    finish_reason: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Response in OpenAI's shape."""
+    body = echo.body
+    reason = _INCOMPLETE.get(finish_reason or "")
+    text = "".join(
+        part["text"]
+        for item in output
+        if item["type"] == "message"
+        for part in item["content"]
+        if part.get("type") == "output_text"
+    )
+    data: dict[str, Any] = {
+        "id": resp_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "completed_at": int(time.time()) if status == "completed" else None,
+        "error": error,
+        "incomplete_details": {"reason": reason} if status == "incomplete" and reason else None,
+        "instructions": echo.instructions,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": echo.model,
+        "output": output,
+        "output_text": text,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": echo.previous_response_id,
+        "conversation": {"id": echo.conversation_id} if echo.conversation_id else None,
+        "reasoning": None,
+        "store": echo.store,
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": echoed_tools(body.get("tools")),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "metadata": body.get("metadata") or {},
+    }
+    if usage is not None:
+        data["usage"] = usage_object(usage)
+    return data
+
+
+def echoed_tools(tools: Any) -> list[dict[str, Any]]:
+    """The function tools a response used, in the Response's shape (hosted ones were left out)."""
+    out = []
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            out.append(
+                {
+                    "type": "function",
+                    "name": tool.get("name"),
+                    "description": tool.get("description"),
+                    "parameters": tool.get("parameters"),
+                    "strict": tool.get("strict"),
+                }
+            )
+    return out
+
+
+def status_of(finish_reason: str) -> str:
+    return "incomplete" if finish_reason in _INCOMPLETE else "completed"
+
+
+def error_object(exc: ChatgateError) -> dict[str, Any]:
+    code = "rate_limit_exceeded" if exc.status == 429 else "server_error"
+    return {"code": code, "message": exc.message}
+
+
+@dataclass(slots=True)
+class _Call:
+    item: dict[str, Any]
+    index: int
+    done: bool = False
+
+
+class ResponseBuilder:
+    """Turns the core's events into the Responses event sequence and the final Response.
+
+    Every event gets the next ``sequence_number``; a non-streamed request reads ``response``
+    once the events are spent.
+    """
+
+    def __init__(self, resp_id: str, echo: Echo) -> None:
+        self.resp_id = resp_id
+        self.echo = echo
+        self.created_at = int(time.time())
+        self.sequence = 0
+        self.output: list[dict[str, Any]] = []
+        self.text: list[str] = []
+        self.text_index: int | None = None
+        self.text_open = False
+        self.calls: dict[int, _Call] = {}
+        self.response = self._snapshot("in_progress")
+
+    def _snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
+        return response_object(
+            self.resp_id, self.echo, self.created_at, status, list(self.output), **extra
+        )
+
+    def _event(self, kind: str, **data: Any) -> dict[str, Any]:
+        event = {"type": kind, "sequence_number": self.sequence, **data}
+        self.sequence += 1
+        return event
+
+    def start(self) -> list[dict[str, Any]]:
+        return [
+            self._event("response.created", response=self.response),
+            self._event("response.in_progress", response=self.response),
+        ]
+
+    def feed(self, event: ChatEvent) -> list[dict[str, Any]]:
+        if isinstance(event, Delta):
+            out = self._text(event.text) if event.text else []
+            for call in event.tool_calls or ():
+                out += self._call(call)
+            return out
+        if isinstance(event, Done):
+            return self._finish(event)
+        return self._fail(event)
+
+    # ---- text ---------------------------------------------------------------------------
+
+    def _text(self, delta: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        msg_id = item_id("msg", self.resp_id)
+        if self.text_index is None:
+            self.text_index, self.text_open = len(self.output), True
+            item = text_item(msg_id, "", "in_progress")
+            self.output.append(item)
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            added = self._event(
+                "response.output_item.added", output_index=self.text_index, item=dict(item)
+            )
+            out.append(added)
+            out.append(self._part("response.content_part.added", msg_id, part))
+        self.text.append(delta)
+        out.append(
+            self._event(
+                "response.output_text.delta",
+                item_id=msg_id,
+                output_index=self.text_index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        )
+        return out
+
+    def _part(self, kind: str, msg_id: str, part: dict[str, Any]) -> dict[str, Any]:
+        return self._event(
+            kind, item_id=msg_id, output_index=self.text_index, content_index=0, part=part
+        )
+
+    def _close_text(self, status: str) -> list[dict[str, Any]]:
+        if not self.text_open or self.text_index is None:
+            return []
+        self.text_open = False
+        msg_id, text = item_id("msg", self.resp_id), "".join(self.text)
+        item = text_item(msg_id, text, status)
+        self.output[self.text_index] = item
+        return [
+            self._event(
+                "response.output_text.done",
+                item_id=msg_id,
+                output_index=self.text_index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self._part("response.content_part.done", msg_id, item["content"][0]),
+            self._event("response.output_item.done", output_index=self.text_index, item=item),
+        ]
+
+    # ---- tool calls ---------------------------------------------------------------------
+
+    def _call(self, piece: dict[str, Any]) -> list[dict[str, Any]]:
+        out = self._close_text("completed")
+        index = piece.get("index", len(self.calls))
+        function = piece.get("function") or {}
+        call = self.calls.get(index)
+        if call is None:
+            item = {
+                "type": "function_call",
+                "id": item_id("fc", self.resp_id, len(self.calls) + 1),
+                "call_id": piece.get("id") or item_id("call", self.resp_id, len(self.calls) + 1),
+                "name": function.get("name") or "",
+                "arguments": "",
+                "status": "in_progress",
+            }
+            call = self.calls[index] = _Call(item, len(self.output))
+            self.output.append(item)
+            added = self._event("response.output_item.added", output_index=call.index, item=item)
+            out.append({**added, "item": dict(item)})
+        elif function.get("name"):
+            call.item["name"] += function["name"]
+        delta = function.get("arguments") or ""
+        if delta:
+            call.item["arguments"] += delta
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=call.item["id"],
+                    output_index=call.index,
+                    delta=delta,
+                )
+            )
+        return out
+
+    def _close_calls(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for call in self.calls.values():
+            if call.done:
+                continue
+            call.done = True
+            call.item["status"] = "completed"
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=call.item["id"],
+                    output_index=call.index,
+                    name=call.item["name"],
+                    arguments=call.item["arguments"],
+                )
+            )
+            out.append(
+                self._event(
+                    "response.output_item.done", output_index=call.index, item=dict(call.item)
+                )
+            )
+        return out
+
+    # ---- the end ------------------------------------------------------------------------
+
+    def _finish(self, done: Done) -> list[dict[str, Any]]:
+        status = status_of(done.finish_reason)
+        if self.echo.store and done.conversation_id is not None:
+            self.echo.conversation_id = done.conversation_id
+        out = self._close_text("completed" if status == "completed" else "incomplete")
+        out += self._close_calls()
+        self.response = self._snapshot(status, usage=done.usage, finish_reason=done.finish_reason)
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        out.append(self._event(kind, response=self.response))
+        return out
+
+    def _fail(self, event: ErrorEvent) -> list[dict[str, Any]]:
+        out = self._close_text("incomplete")
+        self.response = self._snapshot("failed", error=error_object(event.error))
+        out.append(self._event("response.failed", response=self.response))
+        return out
+
+
+def stored_output(resp_id: str, text: str, finish_reason: str | None) -> list[dict[str, Any]]:
+    """The output of a stored response: its reply's text as one message."""
+    if not text:
+        return []
+    status = "incomplete" if status_of(finish_reason or "stop") == "incomplete" else "completed"
+    return [text_item(item_id("msg", resp_id), text, status)]
+
+
+def input_item(message_id: str, role: str, text: str) -> dict[str, Any]:
+    """A stored message as an input item of the response that answered it."""
+    kind = "output_text" if role == "assistant" else "input_text"
+    part: dict[str, Any] = {"type": kind, "text": text}
+    if kind == "output_text":
+        part.update(annotations=[], logprobs=[])
+    return {
+        "type": "message",
+        "id": "msg_" + message_id.replace("-", ""),
+        "status": "completed",
+        "role": role if role in ("user", "assistant", "system", "developer") else "user",
+        "content": [part],
+    }
