@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from faulty_upstream import FaultyUpstream, status, whole_body
 from support import Gateway, ServerThread
+from upstream_rig import TIMEOUTS
 
 from chatgate.demo_upstream import DemoUpstream
 from chatgate.providers.demo import DEMO_DIMENSIONS, demo_vector
@@ -78,6 +80,56 @@ def test_relayed_request_reaches_the_upstream_as_asked(
     assert sent == [
         {"model": "demo", "input": ["one", "two"], "encoding_format": "float", "dimensions": 16}
     ]
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyUpstream]:
+    upstream = FaultyUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+def _deployed(gateway_of: Callable[..., Gateway], first: str, second: str) -> Gateway:
+    providers = [
+        {"name": "first", "base_url": first, "timeouts": TIMEOUTS, "discover_models": False},
+        {"name": "second", "base_url": second, "timeouts": TIMEOUTS, "discover_models": False},
+    ]
+    model = {"name": "embedder", "deployments": ["first", "second"], "upstream_name": "demo"}
+    return gateway_of(providers=providers, models=[model])
+
+
+def test_a_failing_deployment_falls_back_to_the_next(
+    make_gateway: Callable[..., Gateway], faulty: FaultyUpstream, demo_upstream: ServerThread
+) -> None:
+    gateway = _deployed(make_gateway, faulty.base_url, demo_upstream.url + "/v1")
+    faulty.enqueue(status(503))
+    reply = client(gateway, gateway.key("alice")).embeddings.create(model="embedder", input="x")
+    assert len(reply.data[0].embedding) == DEMO_DIMENSIONS
+    assert [seen.path for seen in faulty.seen if seen.method == "POST"] == ["/v1/embeddings"]
+
+
+@pytest.mark.parametrize(
+    ("act", "code"),
+    [(status(400, "input too long"), 400), (whole_body(b'{"data": 1}'), 502)],
+    ids=["refused", "malformed"],
+)
+def test_an_upstream_refusal_or_garbage_is_not_sent_twice(
+    make_gateway: Callable[..., Gateway],
+    faulty: FaultyUpstream,
+    demo_upstream: ServerThread,
+    act: Any,
+    code: int,
+) -> None:
+    gateway = _deployed(make_gateway, faulty.base_url, demo_upstream.url + "/v1")
+    faulty.enqueue(act)
+    response = httpx.post(
+        gateway.url + "/v1/embeddings",
+        json={"model": "embedder", "input": "x"},
+        headers={"Authorization": f"Bearer {gateway.key('alice')}"},
+    )
+    assert response.status_code == code, response.text
+    assert response.json()["error"]["message"]
+    assert isinstance(demo_upstream.app, DemoUpstream) and demo_upstream.app.requests == []
 
 
 def test_eleventh_embedding_past_a_cap_of_ten_is_refused(
