@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -332,6 +333,51 @@ def error_object(exc: ChatgateError) -> dict[str, Any]:
     return {"code": code, "message": exc.message}
 
 
+class ToolCalls:
+    """The tool calls of recent stored responses, by reply message id.
+
+    The conversation tree keeps a reply's text only, so this is how a chained request that sends
+    just a ``function_call_output`` (as the Agents SDK does) finds the call it answers, and how a
+    retrieved response shows its calls. Kept in process and bounded: after a restart a client
+    sends the ``function_call`` items back, as replaying clients always do.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._calls: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._size = size
+
+    def remember(self, message_id: str, calls: list[dict[str, Any]]) -> None:
+        if not calls:
+            return
+        self._calls[message_id] = calls
+        while len(self._calls) > self._size:
+            self._calls.popitem(last=False)
+
+    def recall(self, message_id: str) -> list[dict[str, Any]]:
+        return self._calls.get(message_id, [])
+
+    def forget(self, message_id: str) -> None:
+        self._calls.pop(message_id, None)
+
+
+def as_chat_call(item: dict[str, Any]) -> dict[str, Any]:
+    """A ``function_call`` output item as a chat tool call."""
+    function = {"name": item["name"], "arguments": item["arguments"]}
+    return {"id": item["call_id"], "type": "function", "function": function}
+
+
+def answered_calls(messages: list[Message], calls: list[dict[str, Any]]) -> list[Message]:
+    """``messages`` with the earlier response's calls put back before the first tool result
+    whose call the input does not carry itself."""
+    asked = {c["id"] for m in messages for c in m.get("tool_calls") or ()}
+    for index, message in enumerate(messages):
+        if message.get("role") == "tool" and message.get("tool_call_id") not in asked:
+            wanted = [as_chat_call(c) for c in calls]
+            call_message: Message = {"role": "assistant", "content": None, "tool_calls": wanted}
+            return [*messages[:index], call_message, *messages[index:]]
+    return messages
+
+
 @dataclass(slots=True)
 class _Call:
     item: dict[str, Any]
@@ -494,6 +540,9 @@ class ResponseBuilder:
                 )
             )
         return out
+
+    def function_items(self) -> list[dict[str, Any]]:
+        return [dict(call.item) for call in self.calls.values()]
 
     # ---- the end ------------------------------------------------------------------------
 

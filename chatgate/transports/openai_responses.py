@@ -29,6 +29,8 @@ from chatgate.core.quotas import Reservation
 from chatgate.core.responses import (
     Echo,
     ResponseBuilder,
+    ToolCalls,
+    answered_calls,
     chat_params,
     error_object,
     input_item,
@@ -56,6 +58,7 @@ from chatgate.transports.http_common import (
 from chatgate.transports.sse_response import SSEResponse
 
 log = logging.getLogger("chatgate.responses")
+CALLS = ToolCalls()
 
 
 # ---- the request ----------------------------------------------------------------------------
@@ -121,6 +124,7 @@ async def _build(
         parent = message_id_of(previous)
         state = await chats.holding(principal, parent)
         request.conversation_id, request.parent_id = state.id, parent
+        request.messages = messages = answered_calls(messages, CALLS.recall(parent))
         history = _history(state.path(parent), state.system_prompt)
     elif conversation is not None:
         state = await chats.owned(principal, conversation, write=store)
@@ -149,6 +153,11 @@ def _sse_line(event: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
+def _keep_calls(done: Done, build: ResponseBuilder) -> None:
+    if build.echo.store and done.message_id is not None:
+        CALLS.remember(done.message_id, build.function_items())
+
+
 async def _sse(
     first: ChatEvent, events: AsyncGenerator[ChatEvent, None], build: ResponseBuilder
 ) -> AsyncGenerator[bytes, None]:
@@ -160,6 +169,8 @@ async def _sse(
             event: ChatEvent | None = first
             while event is not None:
                 out = build.feed(event)
+                if isinstance(event, Done):
+                    _keep_calls(event, build)
                 if out:
                     yield b"".join(_sse_line(e) for e in out)
                 if isinstance(event, Done | ErrorEvent):
@@ -180,6 +191,7 @@ async def _whole(
             if isinstance(event, ErrorEvent):
                 return error_response(event.error)
             if isinstance(event, Done):
+                _keep_calls(event, build)
                 return json_response(build.response)
             event = await anext(events, None)
     raise RuntimeError("the chat stream ended without a Done event")
@@ -255,7 +267,7 @@ async def _stored(request: Request) -> dict[str, Any]:
     status = "failed" if finish == "error" else status_of(finish)
     if finish == "cancelled":
         status = "cancelled"
-    output = stored_output(resp_id, row.content, finish)
+    output = stored_output(resp_id, row.content, finish) + CALLS.recall(message_id)
     data = response_object(resp_id, echo, int(row.created_at), status, output, usage, finish)
     if status == "failed":
         data["error"] = error_object(INTERNAL)
@@ -281,6 +293,7 @@ async def delete_response(request: Request) -> Response:
         if row.role != "assistant":
             raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
         await chats.delete_branch(principal, message_id)
+        CALLS.forget(message_id)
     except ChatgateError as exc:
         return error_response(exc)
     return json_response({"id": resp_id, "object": "response.deleted", "deleted": True})

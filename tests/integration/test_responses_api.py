@@ -7,12 +7,16 @@ every chain lives in chatgate's conversation trees, readable through the native 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from faulty_upstream import Act, FaultyUpstream, stall, stall_after
 from openai import NotFoundError, OpenAI
 from support import Gateway
+from test_client_leaves import Leaver, _send_and_leave
+from upstream_rig import eventually, request_log
 
 
 def _client(gateway: Gateway, user: str = "alice") -> OpenAI:
@@ -262,3 +266,67 @@ def test_a_malformed_request_is_a_clear_400(
     assert error["type"] == "invalid_request_error"
     if param is not None:
         assert error["param"] == param
+
+
+@pytest.fixture
+def faulty() -> Iterator[FaultyUpstream]:
+    upstream = FaultyUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+@pytest.mark.parametrize("act", [stall(), stall_after(1)], ids=["silent", "after-first-chunk"])
+def test_a_client_that_leaves_a_response_cancels_the_upstream_call(
+    make_gateway: Callable[..., Gateway], faulty: FaultyUpstream, stream: bool, act: Act
+) -> None:
+    gateway = make_gateway(openai_base_url=faulty.base_url, openai_api_key="k")
+    key = gateway.key("leaver")
+    faulty.enqueue(act)
+    body = {"model": "demo", "input": "hi", "stream": stream}
+    _send_and_leave(gateway, faulty, Leaver("responses", "POST", "/v1/responses", body, act), key)
+    eventually(lambda: faulty.busy == 0, "the upstream saw the hang-up", timeout=1.0)
+    eventually(
+        lambda: [r.status for r in request_log(gateway, "leaver")] == ["cancelled"],
+        "the request was settled as cancelled",
+    )
+
+
+def test_a_conversation_made_by_the_conversations_api_is_continued_by_responses(
+    gateway: Gateway,
+) -> None:
+    client = _client(gateway)
+    conversation = client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "Remember the word oak."}]
+    )
+    response = client.responses.create(
+        model="demo", input="Which word?", conversation=conversation.id
+    )
+    assert response.conversation.id == conversation.id
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    texts = [item.content[0].text for item in items]
+    assert texts == ["Remember the word oak.", "Which word?", response.output_text]
+
+
+def test_a_chained_function_call_output_finds_the_call_it_answers(
+    proxied_gateway: Gateway, demo_upstream: Any
+) -> None:
+    """As the Agents SDK chains: only the tool's output is sent, the call comes from chatgate."""
+    client = _client(proxied_gateway)
+    tools: Any = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+    called = client.responses.create(
+        model="demo", input="Use the tool please", tools=tools, tool_choice="required"
+    )
+    call = called.output[-1]
+    assert call.type == "function_call"
+    assert client.responses.retrieve(called.id).output[-1].call_id == call.call_id
+    answered = client.responses.create(
+        model="demo",
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "found it"}],
+        tools=tools,
+        previous_response_id=called.id,
+    )
+    assert "found it" in answered.output_text
+    sent = demo_upstream.app.requests[-1]["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == call.call_id
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "found it"}
