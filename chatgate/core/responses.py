@@ -39,8 +39,9 @@ def message_id_of(resp_id: str) -> str:
 
 
 def item_id(prefix: str, resp_id: str, index: int = 0) -> str:
-    """Output item ids derived from the response's, so a retrieved response shows the same."""
-    base = resp_id[len(RESPONSE_PREFIX) :].replace("-", "")
+    """Output item ids derived from the response's, so a retrieved response shows the same;
+    its message is ``msg_`` and the reply's id, as the Conversations API names that message."""
+    base = resp_id[len(RESPONSE_PREFIX) :]
     return f"{prefix}_{base}" if index == 0 else f"{prefix}_{base}_{index}"
 
 
@@ -580,7 +581,7 @@ def input_item(message_id: str, role: str, text: str) -> dict[str, Any]:
         part.update(annotations=[], logprobs=[])
     return {
         "type": "message",
-        "id": "msg_" + message_id.replace("-", ""),
+        "id": "msg_" + message_id,
         "status": "completed",
         "role": role if role in ("user", "assistant", "system", "developer") else "user",
         "content": [part],

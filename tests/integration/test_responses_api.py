@@ -330,3 +330,12 @@ def test_a_chained_function_call_output_finds_the_call_it_answers(
     sent = demo_upstream.app.requests[-1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == call.call_id
     assert sent[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "found it"}
+
+
+def test_a_responses_message_is_the_same_item_in_the_conversations_api(gateway: Gateway) -> None:
+    client = _client(gateway)
+    response = client.responses.create(model="demo", input="Same ids?")
+    items = client.conversations.items.list(response.conversation.id, order="asc").data
+    assert items[-1].id == response.output[0].id
+    inputs = client.responses.input_items.list(response.id).data
+    assert inputs[0].id == items[0].id
