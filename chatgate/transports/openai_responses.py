@@ -299,6 +299,21 @@ async def delete_response(request: Request) -> Response:
     return json_response({"id": resp_id, "object": "response.deleted", "deleted": True})
 
 
+async def cancel_response(request: Request) -> Response:
+    """``POST /v1/responses/{id}/cancel``: only a background response can be cancelled, and
+    chatgate runs none in the background, so a response of the caller's is refused with 400."""
+    try:
+        principal = await authenticate(request)
+        resp_id = request.path_params["response_id"]
+        chats = services_of(request).conversations
+        row = await chats.stored_message(principal, message_id_of(resp_id))
+        if row.role != "assistant":
+            raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
+        raise InvalidRequest("Only responses created with background=true can be cancelled.")
+    except ChatgateError as exc:
+        return error_response(exc)
+
+
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "20")
     if not raw.isdigit() or not 1 <= int(raw) <= 100:
@@ -347,4 +362,5 @@ routes = [
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+    Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
 ]

@@ -346,6 +346,9 @@ def _responses_paths() -> dict[str, Any]:
             "get": one("A stored response", "getResponse", "ResponseObject"),
             "delete": one("Delete a stored response", "deleteResponse", "ResponseDeleted"),
         },
+        "/v1/responses/{response_id}/cancel": {
+            "post": one("Cancel a background response", "cancelResponse", "ResponseObject")
+        },
         "/v1/responses/{response_id}/input_items": {
             "get": one(
                 "What a response answered", "listInputItems", "ResponseItemList", query=query

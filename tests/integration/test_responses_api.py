@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from faulty_upstream import Act, FaultyUpstream, stall, stall_after
-from openai import NotFoundError, OpenAI
+from openai import BadRequestError, NotFoundError, OpenAI
 from support import Gateway
 from test_client_leaves import Leaver, _send_and_leave
 from upstream_rig import eventually, request_log
@@ -339,3 +339,12 @@ def test_a_responses_message_is_the_same_item_in_the_conversations_api(gateway: 
     assert items[-1].id == response.output[0].id
     inputs = client.responses.input_items.list(response.id).data
     assert inputs[0].id == items[0].id
+
+
+def test_a_response_that_is_not_in_the_background_cannot_be_cancelled(gateway: Gateway) -> None:
+    client = _client(gateway)
+    response = client.responses.create(model="demo", input="hi")
+    with pytest.raises(BadRequestError, match="background"):
+        client.responses.cancel(response.id)
+    with pytest.raises(NotFoundError):
+        _client(gateway, "mallory").responses.cancel(response.id)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from faulty_upstream import FaultyUpstream, cut_after
+from faulty_upstream import FaultyUpstream, cut_after, status
 from support import Gateway, ServerThread
 from test_openai_conformance import Check, conforms  # noqa: F401  (the shared fixture)
 
@@ -174,6 +174,10 @@ def test_a_stream_the_upstream_breaks_off_ends_failed_and_conforms(
     make_gateway: Callable[..., Gateway], faulty: FaultyUpstream, check: Check
 ) -> None:
     gateway = make_gateway(openai_base_url=faulty.base_url, openai_api_key="k")
+    faulty.enqueue(status(400, "context too long"))
+    refused = _post(gateway, gateway.key("alice"), {"model": "demo", "input": "hi", "stream": True})
+    assert refused.status_code == 400
+    assert check("ErrorResponse", refused.json()) == [], refused.text
     faulty.enqueue(cut_after(2))
     response = _post(
         gateway, gateway.key("alice"), {"model": "demo", "input": "hi", "stream": True}
