@@ -123,6 +123,8 @@ async def _build(
     if previous is not None:
         parent = message_id_of(previous)
         state = await chats.holding(principal, parent)
+        if state.nodes[parent].role != "assistant":
+            raise NotFound(f"No response with id {previous!r}.", param="previous_response_id")
         request.conversation_id, request.parent_id = state.id, parent
         request.messages = messages = answered_calls(messages, CALLS.recall(parent))
         history = _history(state.path(parent), state.system_prompt)

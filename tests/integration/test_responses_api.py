@@ -348,3 +348,14 @@ def test_a_response_that_is_not_in_the_background_cannot_be_cancelled(gateway: G
         client.responses.cancel(response.id)
     with pytest.raises(NotFoundError):
         _client(gateway, "mallory").responses.cancel(response.id)
+
+
+def test_a_question_is_not_a_response_to_continue_from(gateway: Gateway) -> None:
+    client = _client(gateway)
+    response = client.responses.create(model="demo", input="a question")
+    question_id = client.responses.input_items.list(response.id).data[0].id
+    not_a_response = "resp_" + question_id.removeprefix("msg_")
+    with pytest.raises(NotFoundError):
+        client.responses.create(model="demo", input="hi", previous_response_id=not_a_response)
+    with pytest.raises(NotFoundError):
+        client.responses.retrieve(not_a_response)
