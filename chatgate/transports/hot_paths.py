@@ -7,10 +7,10 @@ themselves): going to them straight saves about 35 µs of CPU per request. While
 is installed, every request goes through it.
 
 FastAPI reads and decodes a route's body before any dependency runs, authentication included.
-So the native API (``/api/v1/…``, its public routes aside) authenticates from the headers here,
-before the body is read: a caller without a valid credential is refused without a byte of the
-body read, and the route reuses the caller found here. The body itself is limited while it is
-read by FastAPI's own ``max_body_size``.
+So the native and OpenAI APIs (``/api/v1/…`` and ``/v1/…``, public routes aside) authenticate
+from the headers here, before the body is read: a caller without a valid credential is refused
+without a byte of the body read, and the route reuses the caller found here. The body itself
+is limited while it is read by FastAPI's own ``max_body_size``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatgate.transports.http_common import authenticate_scope
 
 NATIVE_PREFIX = "/api/v1/"
+OPENAI_PREFIX = "/v1/"
 
 
 class ChatgateApp(FastAPI):
@@ -44,7 +45,7 @@ class ChatgateApp(FastAPI):
                     scope["app"] = self
                     await endpoint(scope, receive, send)
                     return
-            if path.startswith(NATIVE_PREFIX) and path not in self.public_paths:
+            if path.startswith((NATIVE_PREFIX, OPENAI_PREFIX)) and path not in self.public_paths:
                 scope["app"] = self
                 refusal = await authenticate_scope(scope)
                 if refusal is not None:

@@ -100,6 +100,10 @@ WRITES = [
     ("POST", "/api/v1/admin/users"),
     ("PUT", "/api/v1/admin/users/mallory/quota"),
     ("PUT", "/api/v1/admin/providers/p"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/conversations"),
+    ("POST", "/v1/conversations/abc/items"),
+    ("POST", "/v1/responses"),
 ]
 
 
