@@ -45,6 +45,12 @@ class ChatState:
     last_finish: str | None = None
     listed: list[str] = field(default_factory=list)
     model_names: list[str] = field(default_factory=list)
+    reply: asyncio.Future[Finished | None] | None = None
+
+    def interrupt(self) -> None:
+        """Ctrl-C outside the prompt: stops the reply that is streaming, if one is."""
+        if self.reply is not None:
+            self.reply.cancel()
 
     def say(self, text: str, style: str = "dim") -> None:
         self.console.print(text, style=style, markup=False, highlight=False)
@@ -92,9 +98,7 @@ async def stream_reply(state: ChatState, events: Any) -> Finished | None:
                 view.add(event)
         return None
 
-    task = asyncio.ensure_future(consume())
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    task = state.reply = asyncio.ensure_future(consume())
     try:
         done = await task
     except asyncio.CancelledError:
@@ -106,7 +110,7 @@ async def stream_reply(state: ChatState, events: Any) -> Finished | None:
         state.error(exc)
         return None
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        state.reply = None
     view.end()
     if done is not None:
         finished(state, done)
@@ -185,12 +189,31 @@ def question_of(text: str) -> str:
 
 
 async def repl(state: ChatState, session: PromptSession[str]) -> None:
+    """Read and answer until the user leaves. At the prompt the terminal is in raw mode and
+    Ctrl-C is a key; elsewhere it is a signal, which stops a streaming reply and nothing else."""
+    try:
+        await read_and_answer(state, session)
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+    state.say(state.words["bye"])
+
+
+async def read(state: ChatState, session: PromptSession[str], default: str = "") -> str:
+    """One input. The prompt takes Ctrl-C over while it runs and lets it go when it ends; from
+    then on, until the next prompt, the signal stops a reply."""
+    try:
+        return await session.prompt_async(state.words["prompt"], default=default)
+    finally:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, state.interrupt)
+
+
+async def read_and_answer(state: ChatState, session: PromptSession[str]) -> None:
     from chatgate.cli.slash import run_command
 
     interrupted = False
     while True:
         try:
-            text = await session.prompt_async(state.words["prompt"])
+            text = await read(state, session)
         except KeyboardInterrupt:
             if interrupted:
                 break
@@ -214,7 +237,6 @@ async def repl(state: ChatState, session: PromptSession[str]) -> None:
             state.error(exc)
         except EOFError:
             break
-    state.say(state.words["bye"])
 
 
 async def start(client: ChatClient, state: ChatState, cont: bool, conversation: str | None) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatgate.cli.chat import ChatState, ask, stream_reply
+from chatgate.cli.chat import ChatState, ask, read, stream_reply
 from chatgate.cli.render import harmless
 from chatgate.client.base import NEW, Options
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
@@ -86,7 +86,7 @@ async def retry(state: ChatState, session: PromptSession[str], arg: str) -> None
 
 async def edit(state: ChatState, session: PromptSession[str], arg: str) -> None:
     question = last_of(await current_tree(state), "user")
-    text = arg or (await session.prompt_async(state.words["prompt"], default=question.content))
+    text = arg or await read(state, session, question.content)
     if not text.strip():
         return
     events = state.client.edit(state.conversation, question.id, text.strip(), _answering(state))

@@ -69,5 +69,17 @@ class Terminal:
     def wait_for(self, text: str, count: int = 1, timeout: float = 20) -> str:
         return self.wait(lambda s: s.count(text) >= count, timeout)
 
+    def press_until(self, key: str, text: str, timeout: float = 20) -> str:
+        """Press ``key`` until ``text`` shows: a key pressed while the program is between
+        prompts is not lost on a slow machine, only pressed again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.keys(key)
+            try:
+                return self.wait_for(text, timeout=1)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)

@@ -18,6 +18,7 @@ from faulty_upstream import FaultyUpstream, garbage_after
 from support import Gateway
 from terminal import Terminal
 
+from chatgate.cli.words import ZH
 from chatgate.client.base import ChatClient
 from chatgate.client.local import LocalClient
 from chatgate.client.remote import RemoteClient
@@ -224,3 +225,74 @@ def test_escape_sequences_in_a_reply_are_shown_harmlessly(tmp_path: Path) -> Non
             terminal.close()
     finally:
         upstream.stop()
+
+
+def test_edit_title_save_search_and_open_from_the_prompt(chat: Chat, tmp_path: Path) -> None:
+    terminal = chat.start()
+    terminal.type("Tell me about zebras")
+    terminal.wait_for(PROMPT, 2)
+    terminal.type("/edit Tell me about okapis")
+    terminal.wait_for('asked: "Tell me about okapis"')
+    terminal.wait_for(PROMPT, 3)
+    terminal.type("/title Striped animals")
+    terminal.wait_for(PROMPT, 4)
+    saved = tmp_path / "saved.md"
+    terminal.type(f"/save {saved}")
+    terminal.wait_for(f"saved to {saved}")
+    assert "> Tell me about okapis" in saved.read_text()
+    assert "# Striped animals" in saved.read_text()
+    terminal.type("/new")
+    terminal.type("Something else")
+    terminal.wait_for(PROMPT, 7)
+    terminal.type("/search okapis")
+    found = terminal.wait_for("1. Striped animals")
+    assert "2." not in found.rsplit("/search okapis", 1)[1]
+    terminal.type("/open Striped")
+    terminal.wait_for("opened Striped animals")
+    terminal.wait_for("demo · Striped animals · ")
+    terminal.type("/unknown")
+    assert "unknown command /unknown" in terminal.wait_for("unknown command")
+
+
+ASK, ANSWER = ZH["prompt"], ZH["answer"]
+
+
+def test_chinese_locale_asks_with_wen_and_answers_with_da(tmp_path: Path) -> None:
+    terminal = Terminal(
+        tmp_path / "data",
+        "chat",
+        "--user",
+        "me",
+        CHATGATE_DEMO_CHUNK_DELAY="0",
+        LANG="zh_CN.UTF-8",
+        LC_ALL="",
+    )
+    try:
+        assert ASK.startswith("问") and ANSWER.startswith("答")
+        terminal.wait_for(ASK)
+        terminal.type("你好")
+        shown = terminal.wait(lambda s: ANSWER in s and "upstream." in s)
+        assert ASK + "你好" in shown
+        terminal.press_until("C-c", "再按一次 Ctrl-C")
+        terminal.keys("C-c")
+        assert "再见" in terminal.wait_for("[exited]")
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_at_an_empty_prompt_asks_once_before_leaving(tmp_path: Path) -> None:
+    terminal = Terminal(tmp_path / "data", "chat", "--user", "me")
+    try:
+        terminal.wait_for(PROMPT)
+        terminal.type("half a thought", enter=False)
+        terminal.wait_for("half a thought")
+        terminal.keys("C-c")
+        terminal.wait(lambda s: "half a thought" not in s)
+        assert "press Ctrl-C again" not in terminal.screen(), "the first Ctrl-C clears the line"
+        terminal.keys("C-c")
+        terminal.wait_for("press Ctrl-C again")
+        terminal.type("still here")
+        terminal.wait(lambda s: "upstream." in s and s.count(PROMPT) >= 3)
+        assert "bye" in terminal.press_until("C-d", "[exited]")
+    finally:
+        terminal.close()
