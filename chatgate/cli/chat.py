@@ -137,10 +137,10 @@ async def ask(state: ChatState, text: str) -> None:
 
 def new_session(state: ChatState, history: Path) -> PromptSession[str]:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import NestedCompleter
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
 
+    from chatgate.cli.completion import SlashCompleter
     from chatgate.cli.slash import COMMANDS
 
     keys = KeyBindings()
@@ -165,13 +165,10 @@ def new_session(state: ChatState, history: Path) -> PromptSession[str]:
         else:
             event.app.exit(exception=KeyboardInterrupt())
 
-    names = dict.fromkeys(state.model_names)
-    tree: dict[str, Any] = {name: None for name in COMMANDS}
-    tree["/model"] = names
     history.parent.mkdir(parents=True, exist_ok=True)
     return PromptSession(
         history=FileHistory(str(history)),
-        completer=NestedCompleter.from_nested_dict(tree),
+        completer=SlashCompleter(list(COMMANDS), lambda: state.model_names),
         key_bindings=keys,
         bottom_toolbar=state.toolbar,
         multiline=True,

@@ -188,8 +188,8 @@ def test_the_question_past_a_cap_of_ten_shows_the_quota_message_as_one_line(
         terminal.wait_for(PROMPT)
         for n in range(1, 11):
             terminal.type(f"question {n}")
-            terminal.wait_for(PROMPT, n + 1)
-        assert "0 requests left today" in terminal.screen()
+            terminal.wait_for("your own upstream.", n)
+        terminal.wait_for("0 requests left today")
         terminal.type("question 11")
         shown = terminal.wait_for("error:")
         (line,) = [x for x in shown.splitlines() if x.startswith("error:")]
@@ -294,5 +294,50 @@ def test_ctrl_c_at_an_empty_prompt_asks_once_before_leaving(tmp_path: Path) -> N
         terminal.type("still here")
         terminal.wait(lambda s: "upstream." in s and s.count(PROMPT) >= 3)
         assert "bye" in terminal.press_until("C-d", "[exited]")
+    finally:
+        terminal.close()
+
+
+def test_a_fenced_block_is_one_question_and_plain_shows_the_raw_text(tmp_path: Path) -> None:
+    terminal = Terminal(tmp_path / "data", "chat", "--user", "me", "--plain")
+    try:
+        terminal.wait_for(PROMPT)
+        terminal.type('"""')
+        terminal.type("first line")
+        terminal.type('second line"""')
+        shown = terminal.wait(lambda s: "upstream." in s and s.count(PROMPT) >= 2)
+        assert 'You asked: "first line second line"' in shown, "one question of two lines"
+        assert "```python" in shown and "**demo**" in shown, "--plain shows the raw text"
+        terminal.type("/bran", enter=False)
+        terminal.press_until("Tab", "/branches")
+        terminal.keys("C-u")
+        terminal.type("/model de", enter=False)
+        terminal.press_until("Tab", "/model demo")
+    finally:
+        terminal.close()
+
+
+def test_a_reply_cut_by_its_length_says_so_and_continue_goes_on(tmp_path: Path) -> None:
+    terminal = Terminal(tmp_path / "data", "chat", "--user", "me", "--max-tokens", "5")
+    try:
+        terminal.wait_for(PROMPT)
+        terminal.type("A long story please")
+        terminal.wait_for("(the reply was cut at its length limit: /continue goes on)")
+        terminal.type("/continue")
+        terminal.wait_for("length limit", 2)
+        assert 'You asked: "Continue' in terminal.screen()
+    finally:
+        terminal.close()
+
+
+def test_ask_on_a_terminal_renders_markdown_with_highlighted_code(tmp_path: Path) -> None:
+    terminal = Terminal(tmp_path / "data", "ask", "--user", "me", "Code please")
+    try:
+        shown = terminal.wait_for("[exited]")
+        assert 'You asked: "Code please"' in shown
+        assert "```" not in shown and "**demo**" not in shown
+        coloured = terminal.screen(ansi=True)
+        code_line = next(line for line in coloured.splitlines() if "def" in line)
+        assert "\x1b[38;5;" in code_line
     finally:
         terminal.close()
