@@ -110,6 +110,8 @@ def test_retry_makes_a_branch_that_branches_draws_and_switch_moves_to(chat: Chat
     terminal.type("/branches")
     moved = terminal.wait(lambda s: "[1]  ← current" in s)
     assert moved.count("← current") == 2
+    terminal.type("QUIT")
+    terminal.wait_for("[exited]")
     (tree,) = chat.trees()
     replies = [m for m in tree.messages if m.role == "assistant"]
     assert len(replies) == 2 and tree.current_path[-1] == replies[0].id
@@ -146,7 +148,9 @@ def test_c_continues_where_the_last_run_left_off(chat: Chat) -> None:
     shown = again.wait_for("First topic")
     assert "opened" in shown
     again.type("Second topic")
-    again.wait_for(PROMPT, 3)
+    again.wait(lambda s: 'asked: "Second topic"' in s and s.count("upstream.") >= 2)
+    again.type("QUIT")
+    again.wait_for("[exited]")
     (tree,) = chat.trees()
     questions = [m.content for m in tree.path_messages() if m.role == "user"]
     assert questions == ["First topic", "Second topic"]
