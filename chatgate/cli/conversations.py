@@ -13,6 +13,7 @@ import typer
 
 from chatgate.cli.main import console, when, with_services
 from chatgate.cli.output import new_table, whole_column
+from chatgate.cli.render import print_stored
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import (
     ConversationSummary,
@@ -94,7 +95,7 @@ def show(conversation_id: IdArgument, user: UserOption = None) -> None:
         console.print(f"[dim]system:[/dim] {conv.system_prompt}", markup=True)
     for message in tree.path_messages():
         console.print(f"\n[bold]{message.role}[/bold] [dim]{message.id}[/dim]")
-        console.print(message.content, markup=False, highlight=False)
+        print_stored(message.content, console)
     off_path = len(tree.messages) - len(tree.current_path)
     if off_path:
         console.print(f"\n[dim]{off_path} more message(s) on other branches[/dim]")

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from rich.live import Live
     from rich.markdown import Markdown
 
+    from chatgate.cli.output import LazyConsole
+
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 REFRESH_SECONDS = 1 / 12
 
@@ -109,3 +111,13 @@ def new_view(plain: bool, console: Console | None = None) -> ReplyView:
     if plain or not sys.stdout.isatty():
         return PlainView()
     return MarkdownView(console or terminal_console())
+
+
+def print_stored(text: str, console: Console | LazyConsole) -> None:
+    """A stored message: Markdown on a terminal, the text itself elsewhere; harmless either way."""
+    from rich.markdown import Markdown
+
+    if console.is_terminal:
+        console.print(Markdown(harmless(text), code_theme="monokai"))
+    else:
+        console.print(harmless(text), markup=False, highlight=False)

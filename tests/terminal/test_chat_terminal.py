@@ -345,3 +345,27 @@ def test_ask_on_a_terminal_renders_markdown_with_highlighted_code(tmp_path: Path
         assert "\x1b[38;5;" in code_line
     finally:
         terminal.close()
+
+
+def test_conversations_show_renders_markdown_on_a_terminal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    asked = Terminal(data, "ask", "--user", "me", "Shown later")
+    try:
+        asked.wait_for("[exited]")
+    finally:
+        asked.close()
+    listing = Terminal(data, "conversations", "list")
+    try:
+        listed = listing.wait_for("[exited]")
+    finally:
+        listing.close()
+    conversation = next(w for w in listed.split() if w.count("-") == 4)
+    show = Terminal(data, "conversations", "show", conversation[:8])
+    try:
+        text = show.wait_for("[exited]")
+        coloured = show.screen(ansi=True)
+    finally:
+        show.close()
+    assert 'You asked: "Shown later"' in text and "```" not in text
+    code_line = next(line for line in coloured.splitlines() if "def" in line)
+    assert "\x1b[38;5;" in code_line
