@@ -9,8 +9,6 @@ pages only, although ``/api`` is a ``GET``. Every error becomes that shape here,
 
 from __future__ import annotations
 
-from contextlib import aclosing
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,10 +22,10 @@ from chatgate.core.errors import (
     QuotaExhausted,
     UpstreamError,
 )
-from chatgate.core.events import ChatRequest, Delta, ErrorEvent
+from chatgate.core.events import ChatRequest
 from chatgate.services import Services
 from chatgate.transports.asgi import WatchedReply
-from chatgate.transports.compat import compat_model, http_principal
+from chatgate.transports.compat import compat_model, http_principal, whole_reply
 from chatgate.transports.http_common import (
     bearer_token,
     check_cookie_site,
@@ -104,14 +102,8 @@ async def api(request: Request) -> Response:
 
 
 async def _answer(services: Services, principal: Principal, chat: ChatRequest) -> Response:
-    texts: list[str] = []
-    async with aclosing(services.chat.stream(principal, chat)) as events:
-        async for event in events:
-            if isinstance(event, Delta):
-                texts.append(event.text)
-            elif isinstance(event, ErrorEvent):
-                raise event.error
-    return json_response({"statu": True, "message": "".join(texts)})
+    text, _ = await whole_reply(services, principal, chat)
+    return json_response({"statu": True, "message": text})
 
 
 routes = [

@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 
 from chatgate.core.accounts import Principal
 from chatgate.core.errors import AuthenticationFailed, ChatgateError, InvalidRequest, NotFound
-from chatgate.core.events import ChatRequest, Delta, Done
+from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
 from chatgate.services import Services
 from chatgate.transports.http_common import authenticate, credential_of, services_of
 
@@ -175,3 +175,20 @@ async def ask_call(
     async with aclosing(ask_lines(services, caller, request)) as lines:
         async for line in lines:
             yield line
+
+
+async def whole_reply(
+    services: Services, principal: Principal, chat: ChatRequest
+) -> tuple[str, Done]:
+    """The reply to ``chat`` as one text, for the older HTTP protocols that answer in one body;
+    an error the stream ends with is raised."""
+    texts: list[str] = []
+    async with aclosing(services.chat.stream(principal, chat)) as events:
+        async for event in events:
+            if isinstance(event, Delta):
+                texts.append(event.text)
+            elif isinstance(event, ErrorEvent):
+                raise event.error
+            elif isinstance(event, Done):
+                return "".join(texts), event
+    raise RuntimeError("the chat stream ended without a Done event")

@@ -9,18 +9,16 @@ operator's anonymous user, as on every compatibility transport. Errors keep Fast
 
 from __future__ import annotations
 
-from contextlib import aclosing
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from chatgate.core.accounts import Principal
 from chatgate.core.errors import ChatgateError, InvalidRequest
-from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.events import ChatRequest
 from chatgate.services import Services
 from chatgate.transports.asgi import WatchedReply
-from chatgate.transports.compat import http_principal
+from chatgate.transports.compat import http_principal, whole_reply
 from chatgate.transports.http_common import (
     error_headers,
     json_response,
@@ -71,22 +69,10 @@ async def ask(request: Request) -> Response:
 
 
 async def _answer(services: Services, principal: Principal, chat: ChatRequest) -> Response:
-    texts: list[str] = []
-    async with aclosing(services.chat.stream(principal, chat)) as events:
-        async for event in events:
-            if isinstance(event, Delta):
-                texts.append(event.text)
-            elif isinstance(event, ErrorEvent):
-                raise event.error
-            elif isinstance(event, Done):
-                return json_response(
-                    {
-                        "message": "".join(texts),
-                        "conversation_id": event.conversation_id,
-                        "parent_id": event.message_id,
-                    }
-                )
-    raise RuntimeError("the chat stream ended without a Done event")
+    text, done = await whole_reply(services, principal, chat)
+    return json_response(
+        {"message": text, "conversation_id": done.conversation_id, "parent_id": done.message_id}
+    )
 
 
 routes = [Route("/ask/{conversation_id}", ask, methods=["POST"])]
