@@ -43,7 +43,8 @@ class Act:
     dropped mid-body), ``end_after`` (``n`` parts, then a clean but early end),
     ``garbage_after`` (``n`` parts, then ``payload``, then the rest),
     ``huge`` (a content chunk of ``size`` characters after two words), ``endless`` (chunks every
-    ``delay`` seconds, forever), ``hang_up`` (close the connection before answering).
+    ``delay`` seconds, forever), ``hang_up`` (close the connection before answering),
+    ``finish`` (the demo reply, ending with the finish reason in ``message``).
     """
 
     kind: str
@@ -125,6 +126,11 @@ def endless(delay: float = 0.01) -> Act:
 
 def hang_up() -> Act:
     return Act("hang_up")
+
+
+def finish(reason: str) -> Act:
+    """The demo reply, but ending with ``reason`` (``content_filter``, ``length``)."""
+    return Act("finish", message=reason)
 
 
 @dataclass(slots=True)
@@ -311,6 +317,8 @@ class FaultyUpstream:
         chat = path.endswith("/chat/completions")
         model = str(body.get("model") or path.split("/deployments/")[-1].split("/")[0])
         reply = plan(body)
+        if act.kind == "finish":
+            reply.finish_reason = act.message
         chunks = Chunks(chat, model)
         if not body.get("stream"):
             await asyncio.sleep(act.delay)

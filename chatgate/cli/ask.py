@@ -94,3 +94,5 @@ def ask(
         view.end()
     if done.finish_reason == "length":
         sys.stderr.write("(the answer was cut at its length limit)\n")
+    elif done.finish_reason == "content_filter":
+        sys.stderr.write("(the provider withheld part of this answer)\n")

@@ -48,9 +48,14 @@ async def models(state: ChatState, session: PromptSession[str], arg: str) -> Non
 
 
 async def system(state: ChatState, session: PromptSession[str], arg: str) -> None:
+    """Changes the open conversation's system prompt; before the first question, the system
+    prompt the conversation will start with. Either way it is also the one of ``/new`` ones."""
     state.options.system = arg or None
-    state.conversation, state.title = NEW, None
-    state.say(f"system prompt set; {state.words['new']}")
+    if state.conversation != NEW:
+        await state.client.set_system(state.conversation, arg)
+        state.say("system prompt changed" if arg else "system prompt removed")
+    else:
+        state.say("system prompt set for this new conversation")
 
 
 async def temperature(state: ChatState, session: PromptSession[str], arg: str) -> None:
@@ -227,7 +232,7 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "/new": (new, "start a new conversation"),
     "/model": (model, "NAME: answer with another model"),
     "/models": (models, "the models you may use"),
-    "/system": (system, "TEXT: system prompt, for a new conversation"),
+    "/system": (system, "TEXT: change the system prompt (empty: remove it)"),
     "/temperature": (temperature, "X: sampling temperature, 0 to 2"),
     "/retry": (retry, "answer the last question again (a new branch)"),
     "/edit": (edit, "change the last question (a new branch)"),

@@ -156,6 +156,10 @@ class LocalClient:
         principal = await self.principal()
         await self.services.conversations.change(principal, conversation_id, title=title)
 
+    async def set_system(self, conversation_id: str, system: str) -> None:
+        principal = await self.principal()
+        await self.services.conversations.change(principal, conversation_id, system_prompt=system)
+
     async def remaining_requests(self) -> int | None:
         principal = await self.principal()
         limit = principal.limits.daily_requests

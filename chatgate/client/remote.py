@@ -183,6 +183,10 @@ class RemoteClient:
     async def rename(self, conversation_id: str, title: str) -> None:
         await self._call("PATCH", f"{API}/conversations/{conversation_id}", json={"title": title})
 
+    async def set_system(self, conversation_id: str, system: str) -> None:
+        path = f"{API}/conversations/{conversation_id}"
+        await self._call("PATCH", path, json={"system": system})
+
     async def remaining_requests(self) -> int | None:
         me = await self._call("GET", API + "/auth/me")
         limits = [me["limits"].get("daily_requests"), me["key_limits"].get("daily_requests")]

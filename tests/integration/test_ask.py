@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from faulty_upstream import FaultyUpstream, finish
 from support import Gateway, free_port
 
 ROOT = Path(__file__).parents[2]
@@ -87,6 +88,19 @@ def test_the_local_user_has_no_cap_until_the_operator_sets_one(tmp_path: Path) -
     assert capped.returncode == 0, capped.stderr
     line = one_line_error(run(tmp_path, "ask", "--user", "bob", "one more"))
     assert "all 2 of today's requests" in line, line
+
+
+def test_an_answer_the_provider_filtered_says_so_on_stderr(tmp_path: Path) -> None:
+    upstream = FaultyUpstream().start()
+    try:
+        upstream.enqueue(finish("content_filter"))
+        env = {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-up"}
+        result = run(tmp_path, "ask", "--model", "demo", "--json", "hi", **env)
+    finally:
+        upstream.stop()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["finish_reason"] == "content_filter"
+    assert result.stderr == "(the provider withheld part of this answer)\n"
 
 
 def test_an_upstream_that_is_down_is_one_line(tmp_path: Path) -> None:

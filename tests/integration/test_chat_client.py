@@ -3,10 +3,11 @@ local user, and over the native API of a live server with a key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from faulty_upstream import FaultyUpstream
 from support import Gateway
 
 from chatgate.client.base import ChatClient, Finished, Options, ReplyEvent
@@ -80,6 +81,51 @@ async def test_a_reply_continues_the_conversation_it_names(harness: Harness) -> 
     tree = await client.tree(first.conversation_id)
     assert [m.content for m in tree.path_messages() if m.role == "user"] == ["one", "two"]
     assert tree.conversation.system_prompt == "Be brief."
+
+
+@pytest.fixture
+def upstream() -> Iterator[FaultyUpstream]:
+    started = FaultyUpstream().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(params=["in-process", "remote"])
+async def upstream_client(
+    request: pytest.FixtureRequest,
+    upstream: FaultyUpstream,
+    make_settings: Callable[..., Settings],
+    make_gateway: Callable[..., Gateway],
+) -> AsyncIterator[ChatClient]:
+    """A client whose replies come from ``upstream``, so that what was sent can be read."""
+    given = {"openai_base_url": upstream.base_url, "openai_api_key": "sk-up"}
+    client: ChatClient
+    if request.param == "in-process":
+        client = await LocalClient.open(make_settings(**given), username="me")
+    else:
+        gateway = make_gateway(**given)
+        client = RemoteClient(gateway.url, gateway.key("alice"))
+    yield client
+    await client.close()
+
+
+async def test_a_changed_system_prompt_answers_the_next_question(
+    upstream_client: ChatClient, upstream: FaultyUpstream
+) -> None:
+    client = upstream_client
+    _, first = await collect(client.send("new", "one", Options(model="demo", system="Be brief.")))
+    conv = first.conversation_id
+    assert conv
+    await client.set_system(conv, "Answer in French.")
+    assert (await client.tree(conv)).conversation.system_prompt == "Answer in French."
+    _, second = await collect(client.send(conv, "two", Options(model="demo")))
+    assert second.conversation_id == conv
+    asked = [s.body["messages"] for s in upstream.chat_requests() if s.body.get("stream")]
+    sent = next(m for m in asked if m[-1]["content"] == "two")
+    assert sent[0] == {"role": "system", "content": "Answer in French."}
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["one", "two"]
+    await client.set_system(conv, "")
+    assert (await client.tree(conv)).conversation.system_prompt is None
 
 
 async def test_regenerate_makes_a_branch_and_switch_walks_back(harness: Harness) -> None:

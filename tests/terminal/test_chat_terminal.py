@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from faulty_upstream import FaultyUpstream, garbage_after
+from faulty_upstream import FaultyUpstream, finish, garbage_after
 from support import Gateway
 from terminal import Terminal
 
@@ -227,6 +227,57 @@ def test_escape_sequences_in_a_reply_are_shown_harmlessly(tmp_path: Path) -> Non
             assert "\x1b]0;" not in coloured and "\x1b[8m" not in coloured
         finally:
             terminal.close()
+    finally:
+        upstream.stop()
+
+
+def test_a_reply_the_provider_filtered_says_that_content_was_withheld(tmp_path: Path) -> None:
+    upstream = FaultyUpstream().start()
+    try:
+        upstream.enqueue(finish("content_filter"))
+        env: dict[str, Any] = {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-up"}
+        terminal = Terminal(tmp_path / "data", "chat", "--user", "me", "--model", "demo", **env)
+        try:
+            terminal.wait_for(PROMPT)
+            terminal.type("Something sensitive")
+            shown = terminal.wait_for("(the provider withheld part of this reply)")
+            assert 'You asked: "Something sensitive"' in shown
+        finally:
+            terminal.close()
+    finally:
+        upstream.stop()
+
+
+def upstream_bodies(upstream: FaultyUpstream) -> list[dict[str, Any]]:
+    """The streamed chat requests the upstream answered: replies, not the titling of a
+    conversation, which asks for the whole answer at once."""
+    return [seen.body for seen in upstream.chat_requests() if seen.body.get("stream")]
+
+
+def test_a_system_prompt_changed_mid_conversation_answers_the_next_question(
+    tmp_path: Path,
+) -> None:
+    upstream = FaultyUpstream().start()
+    try:
+        env: dict[str, Any] = {"OPENAI_BASE_URL": upstream.base_url, "OPENAI_API_KEY": "sk-up"}
+        terminal = Terminal(tmp_path / "data", "chat", "--user", "me", "--model", "demo", **env)
+        try:
+            terminal.wait_for(PROMPT)
+            terminal.type("/system Be brief.")
+            terminal.wait_for("system prompt set for this new conversation")
+            terminal.type("one")
+            terminal.wait_for(PROMPT, 3)
+            terminal.type("/system Answer in French.")
+            terminal.wait_for("system prompt changed")
+            terminal.type("two")
+            terminal.wait_for('You asked: "two"')
+        finally:
+            terminal.close()
+        asked = {m["messages"][-1]["content"]: m["messages"] for m in upstream_bodies(upstream)}
+        first, sent = asked["one"], asked["two"]
+        assert first[0] == {"role": "system", "content": "Be brief."}
+        assert sent[0] == {"role": "system", "content": "Answer in French."}
+        assert [m["content"] for m in sent if m["role"] == "user"] == ["one", "two"]
     finally:
         upstream.stop()
 
