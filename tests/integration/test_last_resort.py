@@ -89,23 +89,24 @@ def grpc_target() -> Iterator[str]:
     loop = asyncio.new_event_loop()
     port = free_port()
     ready = threading.Event()
-    servers: list[grpc.aio.Server] = []
+    done = asyncio.Event()
 
     async def serve() -> None:
         server = grpc.aio.server(interceptors=[Guard(("chatgate.v1.Chatgate",))])
         chatgate_v1_pb2_grpc.add_ChatgateServicer_to_server(BuggyService(), server)  # type: ignore[no-untyped-call]
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
-        servers.append(server)
         ready.set()
-        await server.wait_for_termination()
+        await done.wait()
+        await server.stop(None)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()
     assert ready.wait(10)
     yield f"127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(servers[0].stop(0), loop).result(10)
+    loop.call_soon_threadsafe(done.set)
     thread.join(10)
+    assert not thread.is_alive()
     loop.close()
 
 
