@@ -45,7 +45,11 @@ class ChatgateApp(FastAPI):
                     scope["app"] = self
                     await endpoint(scope, receive, send)
                     return
-            if path.startswith((NATIVE_PREFIX, OPENAI_PREFIX)) and path not in self.public_paths:
+            if (
+                path.startswith((NATIVE_PREFIX, OPENAI_PREFIX))
+                and path not in self.public_paths
+                and path not in self.hot_paths  # they authenticate before reading, themselves
+            ):
                 scope["app"] = self
                 refusal = await authenticate_scope(scope)
                 if refusal is not None:
