@@ -68,6 +68,28 @@ def _clean_args(args: Any) -> Any:
     return _clean(args)
 
 
+def _clean_record(msg: Any, args: Any) -> tuple[Any, Any]:
+    """A record's message and arguments as they may be shown. The parts are cleaned one by one
+    when that hides everything the whole line would show, so formatters that read the arguments
+    (uvicorn's access lines) keep them; otherwise, as when a credential's name is in the message
+    and its value in an argument, the record becomes its whole line, cleaned."""
+    parts = _clean(msg), _clean_args(args)
+    if not args or not isinstance(msg, str):
+        return parts
+    try:
+        whole = msg % args
+    except Exception:  # a message that does not format is the caller's bug; clean what it has
+        return parts
+    cleaned = redact(whole)
+    if cleaned == whole:
+        return msg, args
+    try:
+        shown = parts[0] % parts[1]
+    except Exception:  # cleaning the message took a placeholder with it
+        shown = None
+    return parts if shown == cleaned else (cleaned, ())
+
+
 def _is_library(name: str) -> bool:
     return any(name == n or name.startswith(n + ".") for n in LIBRARY_LOGGERS)
 
@@ -89,7 +111,7 @@ def redacting_factory(
         **kw: Any,
     ) -> logging.LogRecord:
         if _is_library(name):
-            msg, args = _clean(msg), _clean_args(args)
+            msg, args = _clean_record(msg, args)
         return previous(name, level, pathname, lineno, msg, args, *rest, **kw)
 
     factory.redacts_credentials = True  # type: ignore[attr-defined]
