@@ -195,7 +195,9 @@ def test_the_question_past_a_cap_of_ten_shows_the_quota_message_as_one_line(
             terminal.wait_for("your own upstream.", n)
         terminal.wait_for("0 requests left today")
         terminal.type("question 11")
-        shown = terminal.wait_for("error:")
+        shown = terminal.wait(
+            lambda s: "error:" in s and s.rsplit("error:", 1)[1].count(PROMPT) >= 1
+        )
         (line,) = [x for x in shown.splitlines() if x.startswith("error:")]
         assert "all 10 of today's requests" in line
         after = shown.split(line, 1)[1].lstrip("\n")
