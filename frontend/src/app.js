@@ -1,0 +1,76 @@
+// The page's layout: the sidebar beside the chat, a top bar above, and the routes
+// (`/` new chat, `/c/{id}`, `/login`, `/account`).
+import { html } from 'htm/preact';
+import { useEffect } from 'preact/hooks';
+import { me, route, navigate, conversationId, conversationOf } from './state.js';
+import { request, ApiError } from './api/core.js';
+import { Sidebar, SidebarToggle } from './sidebar/sidebar.js';
+import { Login } from './login/login.js';
+import { AccountPage } from './account/page.js';
+import { Meter } from './account/meter.js';
+import { ConversationSettings } from './settings/panel.js';
+import { ShortcutsHelp } from './shortcuts/help.js';
+import { Chat } from './chat/chat.js';
+import { t } from './i18n/index.js';
+import './chat/strings.js';
+
+async function whoAmI() {
+  try {
+    const body = await request('GET', '/api/v1/auth/me');
+    me.value = body && body.user ? body.user : body;
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 401 || e.status === 403)) me.value = null;
+    else throw e;
+  }
+}
+
+function TopBar() {
+  const onChat = route.value === '/' || route.value.startsWith('/c/');
+  return html`<header class="topbar">
+    <${SidebarToggle} />
+    <a class="brand" href="/" onClick=${(/** @type {MouseEvent} */ e) => {
+      e.preventDefault();
+      navigate('/');
+    }}>chatgate</a>
+    <div class="topbar-fill"></div>
+    ${onChat && html`<${ConversationSettings} />`}
+    <${Meter} />
+    <a class="topbar-link" href="/account" onClick=${(/** @type {MouseEvent} */ e) => {
+      e.preventDefault();
+      navigate('/account');
+    }}>${t('nav.account')}</a>
+  </header>`;
+}
+
+export function App() {
+  useEffect(() => {
+    whoAmI().catch(() => {
+      me.value = null;
+    });
+  }, []);
+
+  const path = route.value;
+  useEffect(() => {
+    conversationId.value = conversationOf(path);
+  }, [path]);
+
+  useEffect(() => {
+    if (me.value === null && path !== '/login') navigate('/login', { replace: true });
+  }, [me.value, path]);
+
+  if (me.value === undefined) return html`<div class="boot" aria-busy="true"></div>`;
+  if (path === '/login' || me.value === null) return html`<main class="page-login"><${Login} /></main>`;
+
+  let main;
+  if (path.startsWith('/account')) main = html`<${AccountPage} />`;
+  else main = html`<${Chat} />`;
+
+  return html`<div class="layout">
+    <${Sidebar} />
+    <div class="main-col">
+      <${TopBar} />
+      <main id="main" class="main">${main}</main>
+    </div>
+    <${ShortcutsHelp} />
+  </div>`;
+}

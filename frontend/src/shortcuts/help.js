@@ -1,0 +1,2 @@
+// Placeholder until the shortcuts land.
+export function ShortcutsHelp() { return null; }
