@@ -10,6 +10,7 @@ import { conversationId, navigate, me } from '../state.js';
 import { t } from '../i18n/index.js';
 import { Icon } from '../theme/icons.js';
 import { groupConversations } from './groups.js';
+import { Toasts } from '../theme/toast.js';
 import {
   visible,
   query,
@@ -295,5 +296,6 @@ export function Sidebar() {
           </a>
         </div>
       </div>
-    </aside>`;
+    </aside>
+    <${Toasts} />`;
 }
