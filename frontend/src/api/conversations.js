@@ -3,7 +3,7 @@
  * (paged by cursor, searched with `q`), rename, pin, delete, the context preview, export and
  * import. The chat's own message routes live in chat.js.
  */
-import { request } from './core.js';
+import { request, ApiError } from './core.js';
 
 const BASE = '/api/v1/conversations';
 const id = (value) => encodeURIComponent(value);
@@ -53,23 +53,38 @@ export function contextPreview(conversationId, params = {}) {
 }
 
 /** The export as text: Markdown of the current path, or JSON of the whole tree. */
-export async function exportConversation(conversationId, format) {
-  const response = await fetch(`${BASE}/${id(conversationId)}/export?format=${format}`, {
-    credentials: 'same-origin',
+export function exportConversation(conversationId, format) {
+  return request('GET', `${BASE}/${id(conversationId)}/export?format=${format}`, undefined, {
+    headers: { accept: format === 'md' ? 'text/markdown' : 'application/json' },
   });
-  if (!response.ok) {
-    let message = response.statusText;
-    try {
-      message = (await response.json()).error.message;
-    } catch {
-      /* not JSON */
-    }
-    throw Object.assign(new Error(message), { status: response.status });
-  }
-  return response.text();
 }
 
-/** Import a ChatGPT export (its conversations.json, parsed). */
-export function importChatGPT(data) {
-  return request('POST', `${BASE}/import`, data);
+/**
+ * Import a ChatGPT export: the .zip as downloaded, or its conversations.json, sent as it is.
+ * @param {File} file
+ */
+export async function importChatGPT(file) {
+  const zip = /\.zip$/i.test(file.name) || file.type === 'application/zip';
+  const response = await fetch(`${BASE}/import`, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { accept: 'application/json', 'content-type': zip ? 'application/zip' : 'application/json' },
+    body: file,
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!response.ok) {
+    const error = body?.error || {};
+    throw new ApiError(
+      response.status,
+      error.code || null,
+      error.message || `${response.status} ${response.statusText}`,
+      error.type || null,
+    );
+  }
+  return body;
 }

@@ -1,3 +1,115 @@
-// Placeholder until the login page lands.
+/**
+ * The login page. A failed login says why in plain words: a wrong name or password, a
+ * disabled account, or too many attempts (with how long to wait).
+ */
 import { html } from 'htm/preact';
-export function Login() { return html`<p>login</p>`; }
+import { useState, useRef, useEffect } from 'preact/hooks';
+import { me, navigate } from '../state.js';
+import { login, whoAmI } from '../api/account.js';
+import { t, locale, setLocale } from '../i18n/index.js';
+import { ThemeSwitch } from '../theme/theme.js';
+import { refreshUsage } from '../account/limits.js';
+
+/** The message for a failed login, by the server's error code. */
+function failure(error) {
+  if (error.code === 'account_disabled' || (error.status === 403 && error.code !== 'permission_denied')) {
+    return { title: t('login.disabled'), detail: t('login.disabledHint') };
+  }
+  if (error.status === 429 || error.code === 'too_many_attempts') {
+    return { title: t('login.tooMany'), detail: error.message || t('login.tooManyLater') };
+  }
+  if (error.status === 401 || error.code === 'invalid_credentials') {
+    return { title: t('login.invalid'), detail: null };
+  }
+  return { title: t('login.failed', { message: error.message || String(error) }), detail: null };
+}
+
+/** English / 中文, as a select with a label. */
+export function LanguageSwitch({ id = 'lang-switch' }) {
+  return html`<label class="sr-only" for=${id}>${t('lang.label')}</label>
+    <select
+      id=${id}
+      class="input"
+      value=${locale.value}
+      onChange=${(e) => setLocale(e.currentTarget.value)}
+    >
+      <option value="en" lang="en">English</option>
+      <option value="zh" lang="zh-CN">简体中文</option>
+    </select>`;
+}
+
+export function Login() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(/** @type {{title: string, detail: string|null}|null} */ (null));
+  const user = useRef(/** @type {HTMLInputElement|null} */ (null));
+  const alertRef = useRef(/** @type {HTMLDivElement|null} */ (null));
+
+  useEffect(() => {
+    user.current?.focus();
+  }, []);
+  useEffect(() => {
+    if (error) alertRef.current?.focus();
+  }, [error]);
+
+  const submit = async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setBusy(true);
+    setError(null);
+    try {
+      await login(String(form.get('username') || ''), String(form.get('password') || ''));
+      const who = await whoAmI();
+      me.value = who && who.user ? who.user : who;
+      refreshUsage();
+      navigate('/', { replace: true });
+    } catch (caught) {
+      setError(failure(caught));
+      setBusy(false);
+    }
+  };
+
+  return html`<div class="page-center">
+    <div class="login-card">
+      <h1>${t('login.title')}</h1>
+      <p class="sub">${t('login.sub')}</p>
+      ${error &&
+      html`<div class="alert alert-error login-error" role="alert" tabindex="-1" ref=${alertRef}>
+        <strong>${error.title}</strong>
+        ${error.detail && html`<p>${error.detail}</p>`}
+      </div>`}
+      <form method="post" action="/login" onSubmit=${submit} aria-busy=${busy ? 'true' : 'false'}>
+        <div class="field">
+          <label for="login-username">${t('login.username')}</label>
+          <input
+            ref=${user}
+            id="login-username"
+            name="username"
+            class="input"
+            autocomplete="username"
+            autocapitalize="none"
+            spellcheck=${false}
+            required
+          />
+        </div>
+        <div class="field">
+          <label for="login-password">${t('login.password')}</label>
+          <input
+            id="login-password"
+            name="password"
+            type="password"
+            class="input"
+            autocomplete="current-password"
+            required
+          />
+        </div>
+        <button type="submit" class="btn btn-primary" disabled=${busy}>
+          ${busy ? t('login.busy') : t('login.submit')}
+        </button>
+      </form>
+      <div class="login-tools">
+        <${LanguageSwitch} id="login-lang" />
+        <${ThemeSwitch} id="login-theme" />
+      </div>
+    </div>
+  </div>`;
+}
