@@ -43,6 +43,10 @@ log = logging.getLogger("chatgate.router")
 # doubled each time up to the most.
 LIST_RETRY_FIRST = 1.0
 LIST_RETRY_MAX = 60.0
+# Start-up waits this long for the first model lists; an upstream slower than that is listed in
+# the background, and its models answer 503 "not known yet" until it is.
+LIST_WAIT_AT_START = 3.0
+READING = "it is still being read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class ModelRegistry:
         self._retiring: set[Provider] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._first_listing: asyncio.Task[None] | None = None
         self._unlisted: dict[str, str] = {}  # provider -> why its model list could not be read
         self._relisting: dict[str, asyncio.Task[None]] = {}
         self._relist_at: dict[str, float] = {}
@@ -110,12 +115,23 @@ class ModelRegistry:
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.refresh()
+        """List the upstreams' models, waiting a little: a host that never answers must not
+        hold up the start (nor the other upstreams) for its whole connect timeout."""
+        for name in self._discoverable():
+            self._unlisted.setdefault(name, READING)
+        self._first_listing = asyncio.create_task(self.refresh(), name="model-list-first")
+        await asyncio.wait({self._first_listing}, timeout=LIST_WAIT_AT_START)
+        if not self._first_listing.done():
+            log.warning(
+                "the model lists of some upstreams are still being read after %.0fs; "
+                "serving the others meanwhile",
+                LIST_WAIT_AT_START,
+            )
         if self.settings.models_refresh_seconds > 0:
             self._refresher = asyncio.create_task(self._refresh_forever(), name="model-refresh")
 
     async def close(self) -> None:
-        for task in [self._refresher, *self._relisting.values()]:
+        for task in [self._refresher, self._first_listing, *self._relisting.values()]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -131,8 +147,13 @@ class ModelRegistry:
     async def refresh(self, names: list[str] | None = None) -> None:
         """Ask each upstream for its models; one that does not answer keeps its last list and
         is asked again soon (see ``_relist``)."""
-        for name in self._discoverable() if names is None else names:
-            await self._list(name, LIST_RETRY_FIRST)
+
+        async def listed(name: str) -> None:
+            if await self._list(name, LIST_RETRY_FIRST):
+                self._rebuild()  # a quick upstream is served without waiting for a slow one
+
+        names = self._discoverable() if names is None else names
+        await asyncio.gather(*(listed(name) for name in names))
         self._rebuild()
 
     async def _list(self, name: str, retry_in: float) -> bool:
@@ -315,9 +336,10 @@ class ModelRegistry:
             if name in self._discovered or name not in self._configs:
                 continue
             retry_at = self._relist_at.get(name)
+            state = why if why == READING else f"could not be read ({why})"
             raise UpstreamModelsUnknown(
                 f"The model `{model}` is not known yet: the model list of upstream '{name}' "
-                f"could not be read ({why}). Try again shortly.",
+                f"{state}. Try again shortly.",
                 retry_after=max(0.0, retry_at - time.monotonic()) if retry_at else None,
             )
 

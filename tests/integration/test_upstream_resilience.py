@@ -453,6 +453,44 @@ def test_an_upstream_down_at_start_says_so_and_is_served_as_soon_as_it_is_back(
     assert unknown.status_code == 404
 
 
+def test_an_upstream_that_never_answers_its_model_list_holds_up_neither_start_nor_the_others(
+    make_gateway: Callable[..., Gateway], primary: FaultyUpstream
+) -> None:
+    primary.models = ["quick-model"]
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # connects, never answers
+    try:
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        gateway = make_gateway(
+            providers=[
+                provider("quick", primary.base_url, discover_models=True),
+                provider(
+                    "silent",
+                    silent_url,
+                    discover_models=True,
+                    timeouts={**TIMEOUTS, "connect": 60, "total": 120, "first_token": 60},
+                ),
+            ],
+            models_refresh_seconds=300,
+        )
+        headers = {"Authorization": f"Bearer {gateway.key('alice')}"}
+
+        def ask(model: str) -> httpx.Response:
+            return httpx.post(
+                gateway.base_url + "/chat/completions",
+                headers=headers,
+                json={"model": model, "messages": QUESTION},
+                timeout=30,
+            )
+
+        assert ask("quick-model").status_code == 200
+        waiting = ask("some-model-of-silent")
+        assert waiting.status_code == 503, waiting.text
+        assert "'silent'" in waiting.json()["error"]["message"]
+        assert "still being read" in waiting.json()["error"]["message"]
+    finally:
+        silent.close()
+
+
 @pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:99999", "socks9://127.0.0.1:1080"])
 def test_an_unusable_proxy_url_neither_stops_the_server_nor_gives_a_bare_500(
     make_gateway: Callable[..., Gateway], primary: FaultyUpstream, proxy: str
