@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from chatgate import __version__, log_redaction
+from chatgate import __version__, log_redaction, web
 from chatgate.core.clock import Clock
 from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound, PayloadTooLarge
 from chatgate.providers.admin import ProviderAdmin, install_reload_signal
@@ -30,6 +31,7 @@ from chatgate.transports import (
     native_admin,
     native_conversations,
     native_providers,
+    native_replies,
     openai_conversations,
     openai_embeddings,
     openai_http,
@@ -64,6 +66,7 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/api/v1/auth/login",
         "/token",
+        *web.PUBLIC_PATHS,  # the web page and its assets
     }
 )
 
@@ -108,7 +111,10 @@ async def _start_grpc(services: Services) -> grpc.aio.Server | None:
 _GC_DEFAULTS = gc.get_threshold()
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, web_dir: Path | None = None
+) -> FastAPI:
+    """The whole service; ``web_dir`` holds the built web page (default: the package's)."""
     log_redaction.install()  # the servers' own log lines show no credential
 
     @asynccontextmanager
@@ -151,6 +157,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.router.routes.extend(compat_ws.routes)
     app.include_router(native_providers.router)
     app.include_router(native_conversations.router)
+    app.include_router(native_replies.router)
     app.include_router(openai_embeddings.router)
     app.include_router(openai_conversations.router)
     app.router.routes.extend(easybackend_http.routes)
@@ -165,6 +172,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         ]
     )
     openapi_docs.install(app, PUBLIC_PATHS)
+    app.router.routes.extend(web.routes(web_dir))  # last: the page shadows no API route
     _install_error_handlers(app)
     return app
 

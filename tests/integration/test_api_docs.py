@@ -13,10 +13,17 @@ from starlette.routing import Mount, Route
 from support import Gateway
 
 from chatgate.app import PUBLIC_PATHS
+from chatgate.web.pages import PAGE_PATHS
 
 _PARAM = re.compile(r"{([^}:]+)(:[^}]+)?}")
-# Pages about the API rather than the API itself.
-_NOT_DESCRIBED = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# Pages about the API rather than the API itself, and the web page's own paths (its HTML).
+_NOT_DESCRIBED = {
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    *(_PARAM.sub(r"{\1}", path) for path in PAGE_PATHS),
+}
 
 
 class _Assets(HTMLParser):
