@@ -19,6 +19,8 @@ from chatgate.core.logins import FailedLoginLimiter, LoginService
 from chatgate.core.metrics import Metrics
 from chatgate.core.quota_backends import QuotaBackend
 from chatgate.core.quotas import QuotaService
+from chatgate.core.replies import Replies
+from chatgate.core.reply_store import MemoryReplyStore
 from chatgate.core.usage import UsageQueries, UsageRecorder
 from chatgate.providers.demo import DEMO_MODEL
 from chatgate.providers.router import ModelRegistry
@@ -41,6 +43,7 @@ class Services:
     metrics: Metrics
     models: ModelRegistry
     chat: ChatService
+    replies: Replies
     conversations: ConversationService
     logins: LoginService
     usage_queries: UsageQueries
@@ -109,6 +112,7 @@ class Services:
             metrics=metrics,
             models=models,
             chat=chat,
+            replies=Replies(chat, MemoryReplyStore(), settings.replies),
             conversations=conversations,
             logins=logins,
             usage_queries=usage_queries,
@@ -117,7 +121,9 @@ class Services:
         )
 
     async def close(self) -> None:
-        """Stop in the order that loses nothing: providers, then pending writes, then the db."""
+        """Stop in the order that loses nothing: running replies (kept as they stand), providers,
+        then pending writes, then the db."""
+        await self.replies.close()
         if self.changes is not None:
             await self.changes.close()
         await self.conversations.close()

@@ -73,6 +73,15 @@ class Routing(BaseModel):
     request_deadline: float = Field(default=600.0, gt=0)
 
 
+class ReplySettings(BaseModel):
+    """Resumable replies: how long one runs on with nobody attached (a page that reloads or a
+    client that reconnects comes back within it), and how long its events are kept after its
+    end, for a client that comes back just then."""
+
+    grace_seconds: float = Field(default=300.0, gt=0)
+    keep_seconds: float = Field(default=120.0, gt=0)
+
+
 class ModelConfig(BaseModel):
     """A model as users see it, mapped to one or more provider deployments (tried in order).
 
@@ -183,6 +192,7 @@ class Settings(BaseSettings):
     models_refresh_seconds: float = 300.0
     upstream_timeouts: Timeouts = Field(default_factory=Timeouts)
     routing: Routing = Field(default_factory=Routing)
+    replies: ReplySettings = Field(default_factory=ReplySettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     # Environment variables that providers added through the admin API may read keys from.
     provider_key_envs_allowed: list[str] = Field(default_factory=list)

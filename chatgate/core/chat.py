@@ -11,7 +11,7 @@ response; errors after it are yielded as ``ErrorEvent`` once the partial reply h
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -123,9 +123,12 @@ class ChatService:
         request: ChatRequest,
         *,
         on_reserved: Callable[[Reservation], None] | None = None,
+        on_begin: Callable[[Turn | None, str], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[ChatEvent, None]:
         """The reply as events. ``on_reserved`` learns the quota reservation (where the caller
-        stands against their limits) before the first event, for transports that report it."""
+        stands against their limits) before the first event, for transports that report it.
+        ``on_begin`` learns where the exchange was placed and the model that answers, once the
+        question is stored and before the upstream is called (resumable replies announce it)."""
         self._check_sizes(self.settings, request)
         route = self.models.resolve(request.model, principal)
         reservation = await self.quotas.reserve(principal, route.name)
@@ -138,6 +141,8 @@ class ChatService:
                 ex.turn = await self.conversations.begin(principal, request, route)
                 if ex.turn is not None:
                     ex.messages = ex.turn.messages
+            if on_begin is not None:
+                await on_begin(ex.turn, route.name)
             call = UpstreamCall(
                 body=self._body(request, ex.messages),
                 path="completions" if request.kind == "completion" else "chat/completions",

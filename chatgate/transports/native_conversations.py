@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
+from chatgate.core.errors import InvalidRequest
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.validation import MAX_INT
 from chatgate.transports.account_schemas import Incoming
@@ -31,6 +32,7 @@ from chatgate.transports.http_common import (
     error_body,
     services_of,
 )
+from chatgate.transports.native_replies import resumable_reply
 from chatgate.transports.sse_response import SSEResponse
 
 log = logging.getLogger("chatgate.http")
@@ -134,6 +136,10 @@ class Ask(Incoming):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
+    resumable: bool = Field(
+        default=False,
+        description="run the reply as a job that outlives this connection (see /api/v1/replies)",
+    )
 
     def params(self) -> dict[str, Any]:
         return self.model_dump(include={"temperature", "top_p", "max_tokens"}, exclude_none=True)
@@ -296,7 +302,9 @@ async def _exchange(
     **place: Any,
 ) -> Response:
     """The reply, made as it is sent: from then on the client leaving cancels the upstream call
-    (and its retries) at once."""
+    (and its retries) at once, unless the reply is resumable."""
+    if ask.resumable and not ask.stream:
+        raise InvalidRequest("A resumable reply is streamed.", param="resumable")
     services = services_of(request)
     model = await services.conversations.model_for(caller, conversation_id, ask.model)
     chat = ChatRequest(
@@ -307,6 +315,8 @@ async def _exchange(
         conversation_id=conversation_id,
         **place,
     )
+    if ask.resumable:
+        return resumable_reply(request, caller, chat)
 
     async def reply() -> Response:
         events = services.chat.stream(caller, chat)

@@ -1,0 +1,304 @@
+"""Replies as jobs, not connections.
+
+A resumable reply runs in a task of its own, detached from the request that asked for it: each
+event it makes is numbered and kept in a ``ReplyStore``, and any number of clients may attach to
+it, leave and come back, reading the events after the last one they saw. A reply that nobody
+watches goes on for a grace period (a page that reloads comes back within it) and is then
+cancelled; cancelling keeps the partial reply, as the stop button needs. Only the reply's
+owner may attach to it or cancel it; its id is random and never a conversation's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from chatgate.core.accounts import Principal
+from chatgate.core.chat import ChatService, Turn
+from chatgate.core.errors import ChatgateError, NotFound
+from chatgate.core.events import ChatRequest, Delta, Done, ErrorEvent, Usage
+from chatgate.core.ids import new_id
+from chatgate.core.reply_store import EventKind, ReplyEvent, ReplyInfo, ReplyStore
+from chatgate.core.tokens import estimate_messages, estimate_tokens
+from chatgate.settings import ReplySettings
+
+log = logging.getLogger("chatgate.replies")
+
+REPLY_PREFIX = "rpl_"
+KEEP_ALIVE = 15.0
+"""Seconds a follower waits for an event before it says it is still there."""
+CANCELLED = "cancelled"
+"""The finish reason of a reply that was stopped (by its owner, or with nobody watching)."""
+
+
+def done_data(done: Done) -> dict[str, Any]:
+    """A ``done`` event as plain JSON: the ids that place the reply, how it ended, its usage."""
+    return {
+        "conversation_id": done.conversation_id,
+        "message_id": done.message_id,
+        "parent_id": done.parent_id,
+        "finish_reason": done.finish_reason,
+        "model": done.model,
+        "usage": done.usage.as_openai(),
+    }
+
+
+def error_data(error: ChatgateError) -> dict[str, Any]:
+    """An error as plain JSON, from which ``stored_error`` makes it again for a transport."""
+    return {
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+        "status": error.status,
+        "type": error.error_type,
+    }
+
+
+def stored_error(data: dict[str, Any]) -> ChatgateError:
+    error = ChatgateError(str(data.get("message", "")), param=data.get("param"))
+    error.code = str(data.get("code", ChatgateError.code))
+    error.status = int(data.get("status", ChatgateError.status))
+    error.error_type = data.get("type")
+    return error
+
+
+@dataclass(slots=True)
+class _Job:
+    """A reply running in this process: its task, who watches it and its grace timer."""
+
+    reply_id: str
+    task: asyncio.Task[None] | None = None
+    info: ReplyInfo | None = None
+    turn: Turn | None = None
+    texts: list[str] = field(default_factory=list)
+    watchers: int = 0
+    timer: asyncio.TimerHandle | None = None
+    stopping: bool = False
+    ending: bool = False
+
+    def stop(self) -> None:
+        """Cancel the reply, unless it is already writing its last event."""
+        if self.task is not None and not self.task.done() and not self.ending:
+            self.stopping = True
+            self.task.cancel()
+
+
+class Replies:
+    """Starts resumable replies and lets their owner follow, list and cancel them."""
+
+    def __init__(self, chat: ChatService, store: ReplyStore, settings: ReplySettings) -> None:
+        self.chat = chat
+        self.store = store
+        self.grace = settings.grace_seconds
+        self.keep = settings.keep_seconds
+        # A reply cannot outlive its request deadline; its events are kept past that for as
+        # long as a reply that ended normally would be, then given up on.
+        self.running_ttl = chat.settings.routing.request_deadline + self.grace + self.keep
+        self._jobs: dict[str, _Job] = {}
+
+    # ---- starting -----------------------------------------------------------------------------
+
+    async def start(self, principal: Principal, request: ChatRequest) -> ReplyInfo:
+        """Start the reply as a job and return it once it has its place in the conversation.
+
+        What stops the reply before that (an unknown conversation, a used-up quota) is raised
+        here, as it would be by ``ChatService.stream``. The job goes on if the caller leaves
+        meanwhile; from then on everything, errors included, is an event of the reply.
+        """
+        if request.conversation_id is not None and request.reply_id is None:
+            request.reply_id = new_id()
+        job = _Job(REPLY_PREFIX + secrets.token_urlsafe(24))
+        placed: asyncio.Future[ReplyInfo] = asyncio.get_running_loop().create_future()
+        job.task = asyncio.create_task(self._run(job, principal, request, placed))
+        try:
+            return await asyncio.shield(placed)
+        except asyncio.CancelledError:
+            placed.add_done_callback(_consume)
+            raise
+
+    async def _run(
+        self,
+        job: _Job,
+        principal: Principal,
+        request: ChatRequest,
+        placed: asyncio.Future[ReplyInfo],
+    ) -> None:
+        async def begin(turn: Turn | None, model: str) -> None:
+            job.turn = turn
+            job.info = ReplyInfo(
+                reply_id=job.reply_id,
+                user_id=principal.user_id,
+                conversation_id=turn.conversation_id if turn else None,
+                parent_id=turn.user_message_id if turn else None,
+                message_id=turn.reply_id if turn else None,
+                model=model,
+                created_at=time.time(),
+            )
+            await self.store.create(job.info, self.running_ttl)
+            self._jobs[job.reply_id] = job
+            self._arm(job)
+            placed.set_result(job.info)
+
+        events = self.chat.stream(principal, request, on_begin=begin)
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, Delta):
+                        if event.text:
+                            job.texts.append(event.text)
+                            await self.store.append(job.reply_id, "delta", {"text": event.text})
+                    elif isinstance(event, Done):
+                        await self._end(job, "done", done_data(event), event.finish_reason)
+                    elif isinstance(event, ErrorEvent):
+                        await self._end(job, "error", error_data(event.error), "error")
+        except asyncio.CancelledError:
+            if not job.stopping or not placed.done():
+                if not placed.done():
+                    placed.cancel()
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await self._end(job, "done", self._cancelled(job), CANCELLED)
+        except ChatgateError as exc:
+            if not placed.done():
+                placed.set_exception(exc)
+                return
+            await self._end(job, "error", error_data(exc), "error")
+        except Exception as exc:
+            if not placed.done():
+                placed.set_exception(exc)
+                return
+            log.exception("unexpected error while running a reply")
+            internal = ChatgateError("The server had an error while processing your request.")
+            await self._end(job, "error", error_data(internal), "error")
+        finally:
+            self._jobs.pop(job.reply_id, None)
+            if job.timer is not None:
+                job.timer.cancel()
+
+    async def _end(
+        self, job: _Job, kind: EventKind, data: dict[str, Any], finish_reason: str
+    ) -> None:
+        if job.info is None or job.ending:
+            return
+        job.ending = True
+        await self.store.end(job.reply_id, kind, data, finish_reason, self.keep)
+
+    def _cancelled(self, job: _Job) -> dict[str, Any]:
+        """The ``done`` event of a stopped reply: its partial text was stored as the core
+        stores any cancelled reply, with the usage it estimates when the upstream gave none."""
+        text = "".join(job.texts)
+        turn, info = job.turn, job.info
+        assert info is not None
+        prompt = estimate_messages(turn.messages) if turn is not None and text else 0
+        usage = Usage(prompt, estimate_tokens(text), estimated=True)
+        return done_data(
+            Done(
+                conversation_id=info.conversation_id,
+                message_id=info.message_id if text else None,
+                parent_id=info.parent_id,
+                finish_reason=CANCELLED,
+                usage=usage,
+                model=info.model,
+                created=int(time.time()),
+            )
+        )
+
+    # ---- watching ------------------------------------------------------------------------------
+
+    def _arm(self, job: _Job) -> None:
+        """Nobody watches the reply: it is cancelled unless someone attaches within the grace."""
+        if job.timer is None and job.watchers == 0:
+            job.timer = asyncio.get_running_loop().call_later(self.grace, self._expire, job)
+
+    def _expire(self, job: _Job) -> None:
+        job.timer = None
+        if job.watchers == 0:
+            log.info("reply %s had nobody watching for %ss: cancelled", job.reply_id, self.grace)
+            job.stop()
+
+    def _attach(self, reply_id: str) -> _Job | None:
+        job = self._jobs.get(reply_id)
+        if job is not None:
+            job.watchers += 1
+            if job.timer is not None:
+                job.timer.cancel()
+                job.timer = None
+        return job
+
+    def _detach(self, job: _Job | None) -> None:
+        if job is not None:
+            job.watchers -= 1
+            if not job.task or not job.task.done():
+                self._arm(job)
+
+    # ---- the owner's operations ---------------------------------------------------------------
+
+    async def get(self, principal: Principal, reply_id: str) -> ReplyInfo:
+        """The reply if it is ``principal``'s and still kept; others learn nothing of it."""
+        info = await self.store.get(reply_id) if reply_id.startswith(REPLY_PREFIX) else None
+        if info is None or info.user_id != principal.user_id:
+            raise NotFound(f"No reply with id {reply_id!r}.", param="reply_id")
+        return info
+
+    async def follow(
+        self, info: ReplyInfo, after: int = 0
+    ) -> AsyncGenerator[ReplyEvent | None, None]:
+        """The reply's events numbered above ``after``, then the rest as they come, until its
+        last event. ``None`` is yielded while nothing came for ``KEEP_ALIVE`` seconds.
+
+        Whoever follows counts as watching the reply (get ``info`` with ``get`` first)."""
+        job = self._attach(info.reply_id)
+        try:
+            while True:
+                page = await self.store.read(info.reply_id, after, KEEP_ALIVE)
+                if page is None:
+                    return
+                for event in page.events:
+                    yield event
+                    after = event.seq
+                if page.info.ended and after >= page.info.last_seq:
+                    return
+                if not page.events:
+                    yield None
+        finally:
+            self._detach(job)
+
+    async def cancel(self, principal: Principal, reply_id: str) -> ReplyInfo:
+        """Stop the reply (its partial text is kept) and return it as it ended; a reply that
+        has already ended is returned as it is."""
+        info = await self.get(principal, reply_id)
+        job = self._jobs.get(reply_id)
+        if job is not None and job.task is not None:
+            job.stop()
+            await asyncio.wait({job.task})
+        return await self.store.get(reply_id) or replace(info, ended=True)
+
+    async def of_user(
+        self, principal: Principal, conversation_id: str | None = None
+    ) -> list[ReplyInfo]:
+        """The caller's replies that run, or ended a short while ago, newest first."""
+        return await self.store.of_user(principal.user_id, conversation_id)
+
+    async def close(self) -> None:
+        """Stop every running reply, keeping what each has said, then the store."""
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            job.stop()
+        tasks = {job.task for job in jobs if job.task is not None}
+        if tasks:
+            await asyncio.wait(tasks)
+        await self.store.close()
+
+
+def _consume(future: asyncio.Future[ReplyInfo]) -> None:
+    """Nobody waits for the reply's start any more: its failure is for the log only."""
+    if not future.cancelled() and future.exception() is not None:
+        log.info("a reply whose client had left failed before it began: %s", future.exception())
