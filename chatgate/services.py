@@ -21,6 +21,7 @@ from chatgate.core.quota_backends import QuotaBackend
 from chatgate.core.quotas import QuotaService
 from chatgate.core.replies import Replies
 from chatgate.core.reply_store import MemoryReplyStore
+from chatgate.core.response_store import ResponseState
 from chatgate.core.usage import UsageQueries, UsageRecorder
 from chatgate.providers.demo import DEMO_MODEL
 from chatgate.providers.router import ModelRegistry
@@ -48,6 +49,7 @@ class Services:
     logins: LoginService
     usage_queries: UsageQueries
     embeddings: EmbeddingService
+    responses: ResponseState
     changes: ChangeFeed | None = None
 
     @classmethod
@@ -117,6 +119,7 @@ class Services:
             logins=logins,
             usage_queries=usage_queries,
             embeddings=EmbeddingService(models, quotas, usage, metrics, settings),
+            responses=ResponseState(db, writer, clock),
             changes=changes,
         )
 
@@ -126,6 +129,7 @@ class Services:
         await self.replies.close()
         if self.changes is not None:
             await self.changes.close()
+        await self.responses.close()
         await self.conversations.close()
         await self.models.close()
         await self.quotas.drain()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,12 @@ _TEXT_PARTS = frozenset(("input_text", "output_text", "text", "refusal", "summar
 _SKIPPED_ITEMS = frozenset(("reasoning", "item_reference"))
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+class ContextTooLong(InvalidRequest):
+    """The input does not fit the model's context window and ``truncation`` is disabled."""
+
+    code = "context_length_exceeded"
 
 
 def response_id(message_id: str) -> str:
@@ -199,9 +204,53 @@ def _response_format(text: Any) -> dict[str, Any] | None:
     raise InvalidRequest("'text.format.type' must be text, json_object or json_schema.")
 
 
+TRUNCATIONS = ("auto", "disabled")
+
+
+def _reasoning_effort(reasoning: Any) -> str | None:
+    """``reasoning.effort``, which Chat Completions takes as ``reasoning_effort``; the summary
+    and the rest have no Chat Completions form and are left out."""
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict):
+        raise InvalidRequest("'reasoning' must be an object.", param="reasoning")
+    effort = reasoning.get("effort")
+    if effort is not None and not isinstance(effort, str):
+        raise InvalidRequest("'reasoning.effort' must be a string.", param="reasoning")
+    return effort
+
+
+def check_accepted(body: dict[str, Any]) -> None:
+    """Fields chatgate accepts and answers without sending on: ``include`` (nothing it names,
+    such as encrypted reasoning, exists behind a Chat Completions upstream), ``prompt_cache_key``
+    and ``client_metadata`` (hints for OpenAI's own servers), ``truncation`` and
+    ``background`` (done by chatgate itself). They are only checked for their type."""
+    include = body.get("include")
+    if include is not None and (
+        not isinstance(include, list) or not all(isinstance(i, str) for i in include)
+    ):
+        raise InvalidRequest("'include' must be a list of strings.", param="include")
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequest("'prompt_cache_key' must be a string.", param="prompt_cache_key")
+    client_metadata = body.get("client_metadata")
+    if client_metadata is not None and not isinstance(client_metadata, dict):
+        raise InvalidRequest("'client_metadata' must be an object.", param="client_metadata")
+    truncation = body.get("truncation")
+    if truncation is not None and truncation not in TRUNCATIONS:
+        raise InvalidRequest("'truncation' is auto or disabled.", param="truncation")
+    background = body.get("background")
+    if background is not None and not isinstance(background, bool):
+        raise InvalidRequest("'background' must be true or false.", param="background")
+
+
 def chat_params(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The Chat Completions parameters of a Responses body, and the hosted tools left out."""
+    check_accepted(body)
     params: dict[str, Any] = {}
+    effort = _reasoning_effort(body.get("reasoning"))
+    if effort is not None:
+        params["reasoning_effort"] = effort
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             params[name] = body[name]
@@ -293,19 +342,51 @@ def response_object(
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": echo.previous_response_id,
         "conversation": {"id": echo.conversation_id} if echo.conversation_id else None,
-        "reasoning": None,
+        "reasoning": _echoed_reasoning(body.get("reasoning")),
+        "background": body.get("background") is True,
         "store": echo.store,
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"),
         "tools": echoed_tools(body.get("tools")),
         "top_p": body.get("top_p", 1.0),
-        "truncation": "disabled",
+        "truncation": body.get("truncation") or "disabled",
         "metadata": body.get("metadata") or {},
     }
     if usage is not None:
         data["usage"] = usage_object(usage)
     return data
+
+
+def _echoed_reasoning(reasoning: Any) -> dict[str, Any] | None:
+    if not isinstance(reasoning, dict):
+        return None
+    return {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+
+
+ECHOED = (
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "reasoning",
+    "background",
+    "temperature",
+    "text",
+    "tool_choice",
+    "top_p",
+    "truncation",
+)
+"""The request fields a stored response repeats when it is retrieved."""
+
+
+def echoed_body(body: dict[str, Any]) -> dict[str, Any]:
+    """What a stored response keeps of its request, to repeat it on retrieval."""
+    kept = {name: body[name] for name in ECHOED if body.get(name) is not None}
+    tools = echoed_tools(body.get("tools"))
+    if tools:
+        kept["tools"] = tools
+    return kept
 
 
 def echoed_tools(tools: Any) -> list[dict[str, Any]]:
@@ -332,33 +413,6 @@ def status_of(finish_reason: str) -> str:
 def error_object(exc: ChatgateError) -> dict[str, Any]:
     code = "rate_limit_exceeded" if exc.status == 429 else "server_error"
     return {"code": code, "message": exc.message}
-
-
-class ToolCalls:
-    """The tool calls of recent stored responses, by reply message id.
-
-    The conversation tree keeps a reply's text only, so this is how a chained request that sends
-    just a ``function_call_output`` (as the Agents SDK does) finds the call it answers, and how a
-    retrieved response shows its calls. Kept in process and bounded: after a restart a client
-    sends the ``function_call`` items back, as replaying clients always do.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._calls: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self._size = size
-
-    def remember(self, message_id: str, calls: list[dict[str, Any]]) -> None:
-        if not calls:
-            return
-        self._calls[message_id] = calls
-        while len(self._calls) > self._size:
-            self._calls.popitem(last=False)
-
-    def recall(self, message_id: str) -> list[dict[str, Any]]:
-        return self._calls.get(message_id, [])
-
-    def forget(self, message_id: str) -> None:
-        self._calls.pop(message_id, None)
 
 
 def as_chat_call(item: dict[str, Any]) -> dict[str, Any]:
@@ -415,11 +469,34 @@ class ResponseBuilder:
         self.sequence += 1
         return event
 
-    def start(self) -> list[dict[str, Any]]:
+    def start(self, queued: bool = False) -> list[dict[str, Any]]:
+        """The opening events; a background response is ``queued`` before it runs."""
+        if not queued:
+            return [
+                self._event("response.created", response=self.response),
+                self._event("response.in_progress", response=self.response),
+            ]
+        waiting = self._snapshot("queued")
         return [
-            self._event("response.created", response=self.response),
+            self._event("response.created", response=waiting),
+            self._event("response.queued", response=waiting),
             self._event("response.in_progress", response=self.response),
         ]
+
+    def current(self) -> dict[str, Any]:
+        """The response as it stands, its text so far included, for a retrieve while it runs."""
+        output = list(self.output)
+        if self.text_open and self.text_index is not None:
+            item = text_item(item_id("msg", self.resp_id), "".join(self.text), "completed")
+            output[self.text_index] = {**item, "status": "in_progress"}
+        status = self.response["status"]
+        return response_object(self.resp_id, self.echo, self.created_at, status, output)
+
+    def cancel(self) -> None:
+        """A background response stopped by ``cancel``: what it had is kept, no event follows
+        (the Responses stream has no cancellation event; a retrieve shows the status)."""
+        self._close_text("incomplete")
+        self.response = self._snapshot("cancelled")
 
     def feed(self, event: ChatEvent) -> list[dict[str, Any]]:
         if isinstance(event, Delta):
@@ -586,3 +663,34 @@ def input_item(message_id: str, role: str, text: str) -> dict[str, Any]:
         "role": role if role in ("user", "assistant", "system", "developer") else "user",
         "content": [part],
     }
+
+
+def replayed_events(stored: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event sequence of a finished stored response, made again from what was kept (its
+    text arrives as one delta): how a stream is resumed once its events are no longer held."""
+    echo = Echo(stored["model"], stored.get("instructions"), store=True, body=stored)
+    build = ResponseBuilder(stored["id"], echo)
+    build.created_at = int(stored["created_at"])
+    build.response = {**stored, "status": "in_progress", "output": [], "usage": None}
+    build.response.update(completed_at=None, error=None, incomplete_details=None)
+    events = build.start()
+    for item in stored["output"]:
+        if item["type"] == "message":
+            text = "".join(p.get("text", "") for p in item["content"])
+            events += build.feed(Delta(text=text)) if text else []
+        elif item["type"] == "function_call":
+            piece = {
+                "index": len(build.calls),
+                "id": item["call_id"],
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            events += build.feed(Delta(tool_calls=[piece]))
+    status = stored["status"]
+    events += build._close_text("completed" if status == "completed" else "incomplete")
+    events += build._close_calls()
+    kind = {"completed": "response.completed", "incomplete": "response.incomplete"}
+    if status in kind:
+        events.append(build._event(kind[status], response=stored))
+    elif status == "failed":
+        events.append(build._event("response.failed", response=stored))
+    return events

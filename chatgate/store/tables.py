@@ -184,3 +184,14 @@ class StoredMessage(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class StoredResponse(Base):
+    """What a stored Responses API response adds to its reply message: the request it echoes
+    (instructions, metadata, tools…) and its function calls, which the tree does not hold."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -9,6 +9,8 @@ conversation continued from its current leaf, and ``store: false`` keeps nothing
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -21,20 +23,24 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from chatgate.core.accounts import Principal
+from chatgate.core.context import fit, reply_reserve
 from chatgate.core.conversations import CONTEXT_ROLES, NEW
-from chatgate.core.errors import ChatgateError, InvalidRequest, NotFound
+from chatgate.core.errors import ChatgateError, Conflict, InvalidRequest, NotFound
 from chatgate.core.events import ChatEvent, ChatRequest, Done, ErrorEvent, Message, Usage
 from chatgate.core.ids import new_id
 from chatgate.core.quotas import Reservation
+from chatgate.core.response_store import TERMINAL, Run
 from chatgate.core.responses import (
+    ContextTooLong,
     Echo,
     ResponseBuilder,
-    ToolCalls,
     answered_calls,
     chat_params,
+    echoed_body,
     error_object,
     input_item,
     message_id_of,
+    replayed_events,
     response_id,
     response_object,
     status_of,
@@ -58,7 +64,7 @@ from chatgate.transports.http_common import (
 from chatgate.transports.sse_response import SSEResponse
 
 log = logging.getLogger("chatgate.responses")
-CALLS = ToolCalls()
+LEFT_OUT_HEADER = "x-chatgate-tools-left-out"
 
 
 # ---- the request ----------------------------------------------------------------------------
@@ -87,9 +93,51 @@ def _metadata(value: Any) -> None:
             )
 
 
-def _history(path: list[Any], system: str | None) -> list[Message]:
+def _history(path: list[Any], system: str | None) -> tuple[list[Message], list[int]]:
+    """The stored context before a new question, and each message's size in tokens."""
     head: list[Message] = [{"role": "system", "content": system}] if system else []
-    return head + [{"role": n.role, "content": n.content} for n in path if n.role in CONTEXT_ROLES]
+    kept = [n for n in path if n.role in CONTEXT_ROLES]
+    messages = head + [{"role": n.role, "content": n.content} for n in kept]
+    return messages, [0] * len(head) + [n.tokens + 4 for n in kept]
+
+
+def _fit(
+    services: Services,
+    principal: Principal,
+    request: ChatRequest,
+    history: list[Message],
+    sizes: list[int],
+    truncation: str,
+) -> list[Message] | None:
+    """``truncation``: with ``disabled`` (the default) a context that does not fit the model's
+    configured window is a 400; with ``auto`` the oldest turns are dropped (the history it
+    keeps is returned; for a stored conversation the core drops them itself, the same way).
+    A model without a configured window is left to its upstream, which knows its own."""
+    config = services.models.resolve(request.model, principal).config
+    window = (
+        config.context_window
+        if "context_window" in config.model_fields_set
+        else services.settings.default_context_window
+    )
+    budget = window - reply_reserve(request.params, window)
+    known = "context_window" in config.model_fields_set
+    if truncation != "auto" and not known:
+        return None  # the upstream's own context-length error says it better than a guess
+    count = services.conversations.counter.message
+    new = request.messages
+    fixed = sum(count(m) for m in new)
+    if fixed + sum(sizes) + 2 <= budget:
+        return None
+    if truncation != "auto":
+        raise ContextTooLong(
+            f"The input ({fixed + sum(sizes)} tokens) does not fit the context window of "
+            f"{request.model!r} ({window} tokens, {window - budget} of them kept for the "
+            "reply); send truncation: 'auto' to drop the oldest turns.",
+            param="input",
+        )
+    system = [m for m in history if m["role"] == "system"]
+    rest = [m for m in history if m["role"] != "system"]
+    return fit(system, rest, new, budget=budget, sizes=sizes[len(system) :], fixed=fixed)
 
 
 async def _build(
@@ -114,6 +162,10 @@ async def _build(
     store = body.get("store", True) is not False
     params, left_out = chat_params(body)
     check_params(params)
+    if body.get("background") is True and not store:
+        raise InvalidRequest(
+            "A background response must be stored (store: true).", param="background"
+        )
     if left_out:
         log.info("hosted tools left out of a response (no upstream runs them): %s", left_out)
     messages = to_messages(body.get("input"), body.get("instructions"))
@@ -126,15 +178,20 @@ async def _build(
         if state.nodes[parent].role != "assistant":
             raise NotFound(f"No response with id {previous!r}.", param="previous_response_id")
         request.conversation_id, request.parent_id = state.id, parent
-        request.messages = messages = answered_calls(messages, CALLS.recall(parent))
-        history = _history(state.path(parent), state.system_prompt)
+        record = await services.responses.records.get(parent)
+        calls = record.get("calls", []) if record else []
+        request.messages = messages = answered_calls(messages, calls)
+        history, sizes = _history(state.path(parent), state.system_prompt)
     elif conversation is not None:
         state = await chats.owned(principal, conversation, write=store)
         request.conversation_id = state.id
-        history = _history(state.path(state.leaf_id), state.system_prompt)
+        history, sizes = _history(state.path(state.leaf_id), state.system_prompt)
     else:
-        request.conversation_id, history = NEW, []
+        request.conversation_id, history, sizes = NEW, [], []
+    fitted = _fit(services, principal, request, history, sizes, body.get("truncation") or "")
     if not store:
+        if fitted is not None:
+            history = [m for m in fitted if m not in messages]
         has_system = any(m["role"] == "system" for m in messages)
         kept = [m for m in history if not (has_system and m["role"] == "system")]
         request.messages = (
@@ -155,24 +212,60 @@ def _sse_line(event: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-def _keep_calls(done: Done, build: ResponseBuilder) -> None:
-    if build.echo.store and done.message_id is not None:
-        CALLS.remember(done.message_id, build.function_items())
+def _keep(services: Services, message_id: str | None, build: ResponseBuilder) -> None:
+    """The stored response's echoed request and calls, written with its reply."""
+    if not build.echo.store or message_id is None:
+        return
+    data = {
+        **echoed_body(build.echo.body),
+        "previous_response_id": build.echo.previous_response_id,
+        "calls": build.function_items(),
+    }
+    services.responses.records.keep(message_id, data)
+
+
+class _Pump:
+    """Feeds the core's events to the builder, records them for followers (a stored
+    response's run) and keeps the stored response's record when it is done."""
+
+    def __init__(self, services: Services, build: ResponseBuilder, run: Run | None) -> None:
+        self.services = services
+        self.build = build
+        self.run = run
+
+    def feed(self, event: ChatEvent) -> list[dict[str, Any]]:
+        out = self.build.feed(event)
+        if isinstance(event, Done):
+            _keep(self.services, event.message_id, self.build)
+        if self.run is not None:
+            self.run.add(out)
+        return out
+
+    def stopped(self, reply_id: str | None) -> None:
+        """The reply stopped before its end (cancelled, or its client left): the partial
+        reply the core kept gets its record, and followers learn it is over."""
+        if self.run is None or self.run.finished:
+            return
+        self.build.cancel()
+        if self.build.text:
+            _keep(self.services, reply_id, self.build)
+        self.run.end(self.build.response)
 
 
 async def _sse(
-    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], build: ResponseBuilder
+    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], pump: _Pump, reply_id: str | None
 ) -> AsyncGenerator[bytes, None]:
     """The Responses event sequence; it ends with ``response.completed``, ``.incomplete`` or
     ``.failed`` (a bug included: the headers are gone, the stream is not)."""
     async with aclosing(events):
         try:
-            yield b"".join(_sse_line(e) for e in build.start())
+            start = pump.build.start()
+            if pump.run is not None:
+                pump.run.add(start)
+            yield b"".join(_sse_line(e) for e in start)
             event: ChatEvent | None = first
             while event is not None:
-                out = build.feed(event)
-                if isinstance(event, Done):
-                    _keep_calls(event, build)
+                out = pump.feed(event)
                 if out:
                     yield b"".join(_sse_line(e) for e in out)
                 if isinstance(event, Done | ErrorEvent):
@@ -180,28 +273,75 @@ async def _sse(
                 event = await anext(events, None)
         except Exception:
             log.exception("unexpected error while streaming a response")
-            yield _sse_line(build.feed(ErrorEvent(INTERNAL))[-1])
+            yield _sse_line(pump.feed(ErrorEvent(INTERNAL))[-1])
+        finally:
+            pump.stopped(reply_id)
 
 
 async def _whole(
-    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], build: ResponseBuilder
+    first: ChatEvent, events: AsyncGenerator[ChatEvent, None], pump: _Pump, reply_id: str | None
 ) -> Response:
     async with aclosing(events):
-        event: ChatEvent | None = first
-        while event is not None:
-            build.feed(event)
-            if isinstance(event, ErrorEvent):
-                return error_response(event.error)
-            if isinstance(event, Done):
-                _keep_calls(event, build)
-                return json_response(build.response)
-            event = await anext(events, None)
+        try:
+            if pump.run is not None:
+                pump.run.add(pump.build.start())
+            event: ChatEvent | None = first
+            while event is not None:
+                pump.feed(event)
+                if isinstance(event, ErrorEvent):
+                    return error_response(event.error)
+                if isinstance(event, Done):
+                    return json_response(pump.build.response)
+                event = await anext(events, None)
+        finally:
+            pump.stopped(reply_id)
     raise RuntimeError("the chat stream ended without a Done event")
+
+
+async def _detached(
+    events: AsyncGenerator[ChatEvent, None], pump: _Pump, reply_id: str | None
+) -> None:
+    """A background response: run to its end whoever is listening; ``cancel`` stops it."""
+    async with aclosing(events):
+        try:
+            async for event in events:
+                out = pump.feed(event)
+                if any(e["type"] in TERMINAL for e in out):
+                    return
+        except ChatgateError as exc:
+            pump.feed(ErrorEvent(exc))
+        except asyncio.CancelledError:
+            pump.stopped(reply_id)
+            raise
+        except Exception:
+            log.exception("unexpected error in a background response")
+            pump.feed(ErrorEvent(INTERNAL))
+        finally:
+            pump.stopped(reply_id)
+
+
+def _background(
+    services: Services, principal: Principal, request: ChatRequest, echo: Echo, stream: bool
+) -> Response:
+    assert request.reply_id is not None
+    resp_id = response_id(request.reply_id)
+    build = ResponseBuilder(resp_id, echo)
+    run = Run(resp_id, principal.user_id, build.response, background=True, current=build.current)
+    services.responses.runs.start(run)
+    run.add(build.start(queued=True))
+    events = services.chat.stream(principal, request)
+    pump = _Pump(services, build, run)
+    run.task = asyncio.get_running_loop().create_task(_detached(events, pump, request.reply_id))
+    if stream:
+        return SSEResponse(_follow(run, -1))
+    return json_response(run.events[1]["response"])
 
 
 async def _answer(services: Services, principal: Principal, body: dict[str, Any]) -> Response:
     try:
         request, echo = await _build(services, principal, body)
+        if body.get("background") is True:
+            return _background(services, principal, request, echo, bool(body.get("stream")))
         reserved: list[Reservation] = []
         events = services.chat.stream(principal, request, on_reserved=reserved.append)
         first = await anext(events)
@@ -210,12 +350,20 @@ async def _answer(services: Services, principal: Principal, body: dict[str, Any]
     assert request.reply_id is not None
     resp_id = response_id(request.reply_id) if echo.store else "resp_" + new_id()
     build = ResponseBuilder(resp_id, echo)
-    limits = rate_headers(reserved[0].facts) if reserved else {}
+    run = None
+    if echo.store:
+        run = Run(resp_id, principal.user_id, build.response, current=build.current)
+        services.responses.runs.start(run)
+    pump = _Pump(services, build, run)
+    headers = rate_headers(reserved[0].facts) if reserved else {}
+    _, left_out = chat_params(body)
+    if left_out:
+        headers[LEFT_OUT_HEADER] = ", ".join(left_out)
     if body.get("stream"):
-        return SSEResponse(_sse(first, events, build), headers=limits)
-    response = await _whole(first, events, build)
-    if limits:
-        response.headers.update(limits)
+        return SSEResponse(_sse(first, events, pump, request.reply_id), headers=headers)
+    response = await _whole(first, events, pump, request.reply_id)
+    if headers:
+        response.headers.update(headers)
     return response
 
 
@@ -250,67 +398,142 @@ async def _create(scope: Scope, receive: Receive, send: Send) -> None:
 # ---- stored responses -----------------------------------------------------------------------
 
 
-async def _stored(request: Request) -> dict[str, Any]:
-    """A stored response rebuilt from its reply message and the tree around it."""
-    principal = await authenticate(request)
+async def _follow(run: Run, after: int) -> AsyncGenerator[bytes, None]:
+    async for event in run.follow(after):
+        yield _sse_line(event)
+
+
+async def _replay(events: list[dict[str, Any]], after: int) -> AsyncGenerator[bytes, None]:
+    for event in events:
+        if event["sequence_number"] > after:
+            yield _sse_line(event)
+
+
+class _Watched(Response):
+    """A streamed answer to a plain route, stopped when its client leaves."""
+
+    def __init__(self, inner: SSEResponse) -> None:
+        self.inner = inner
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with ClientWatch(receive):
+            await self.inner(scope, receive, send)
+
+
+def _run_of(request: Request, principal: Principal, resp_id: str) -> Run | None:
+    """A run of the caller's (an administrator may read anyone's, as with conversations)."""
+    run = services_of(request).responses.runs.get(resp_id)
+    if run is not None and run.user_id != principal.user_id and not principal.is_admin:
+        raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
+    return run
+
+
+async def _stored(request: Request, principal: Principal) -> dict[str, Any]:
+    """A stored response rebuilt from its reply message, the tree around it and its record."""
     resp_id = request.path_params["response_id"]
     message_id = message_id_of(resp_id)
-    chats = services_of(request).conversations
+    services = services_of(request)
+    chats = services.conversations
     state = await chats.holding(principal, message_id)
     row = await chats.stored_message(principal, message_id)
     if row.role != "assistant":
         raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
+    record = await services.responses.records.get(message_id) or {}
     question = state.nodes.get(row.parent_id) if row.parent_id else None
     before = state.nodes.get(question.parent_id) if question and question.parent_id else None
     previous = response_id(before.id) if before is not None and before.role == "assistant" else None
-    echo = Echo(row.model or "", None, previous, state.id, True, {})
+    if record:
+        previous = record.get("previous_response_id")
+    echo = Echo(row.model or "", record.get("instructions"), previous, state.id, True, record)
     usage = Usage(row.prompt_tokens, row.completion_tokens)
     finish = row.finish_reason or "stop"
     status = "failed" if finish == "error" else status_of(finish)
     if finish == "cancelled":
         status = "cancelled"
-    output = stored_output(resp_id, row.content, finish) + CALLS.recall(message_id)
+    output = stored_output(resp_id, row.content, finish) + record.get("calls", [])
     data = response_object(resp_id, echo, int(row.created_at), status, output, usage, finish)
     if status == "failed":
         data["error"] = error_object(INTERNAL)
     return data
 
 
+def _starting_after(request: Request) -> int:
+    raw = request.query_params.get("starting_after", "-1")
+    if not raw.lstrip("-").isdigit() or int(raw) < -1:
+        raise InvalidRequest(
+            "'starting_after' is an event's sequence number.", param="starting_after"
+        )
+    return int(raw)
+
+
 async def retrieve_response(request: Request) -> Response:
-    """``GET /v1/responses/{id}``: a finished response; another user's is not found."""
+    """``GET /v1/responses/{id}``: a response, running or finished; with ``stream=true`` its
+    events after ``starting_after``, then live until it ends. Another user's is not found."""
     try:
-        return json_response(await _stored(request))
+        principal = await authenticate(request)
+        resp_id = request.path_params["response_id"]
+        stream = request.query_params.get("stream", "false").lower() == "true"
+        after = _starting_after(request)
+        run = _run_of(request, principal, resp_id)
+        if run is not None:
+            if stream:
+                return _Watched(SSEResponse(_follow(run, after)))
+            return json_response(run.now())
+        stored = await _stored(request, principal)
     except ChatgateError as exc:
         return error_response(exc)
+    if stream:
+        return _Watched(SSEResponse(_replay(replayed_events(stored), after)))
+    return json_response(stored)
 
 
 async def delete_response(request: Request) -> Response:
-    """``DELETE /v1/responses/{id}``: the reply and every message after it leave the tree."""
+    """``DELETE /v1/responses/{id}``: the reply and every message after it leave the tree
+    (a background response still running is stopped first)."""
     try:
         principal = await authenticate(request)
         resp_id = request.path_params["response_id"]
         message_id = message_id_of(resp_id)
-        chats = services_of(request).conversations
+        services = services_of(request)
+        run = _run_of(request, principal, resp_id)
+        if run is not None and not run.finished:
+            if run.task is None:
+                raise Conflict("The response is still being written; delete it once it ends.")
+            await _stop(run)
+        chats = services.conversations
         row = await chats.stored_message(principal, message_id)
         if row.role != "assistant":
             raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
         await chats.delete_branch(principal, message_id)
-        CALLS.forget(message_id)
+        services.responses.records.forget(message_id)
+        services.responses.runs.drop(resp_id)
     except ChatgateError as exc:
         return error_response(exc)
     return json_response({"id": resp_id, "object": "response.deleted", "deleted": True})
 
 
+async def _stop(run: Run) -> None:
+    task = run.task
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def cancel_response(request: Request) -> Response:
-    """``POST /v1/responses/{id}/cancel``: only a background response can be cancelled, and
-    chatgate runs none in the background, so a response of the caller's is refused with 400."""
+    """``POST /v1/responses/{id}/cancel``: a background response stops, keeping what it had;
+    cancelling one that has ended answers it as it is. Others cannot be cancelled (400)."""
     try:
         principal = await authenticate(request)
         resp_id = request.path_params["response_id"]
-        chats = services_of(request).conversations
-        row = await chats.stored_message(principal, message_id_of(resp_id))
-        if row.role != "assistant":
-            raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
+        run = _run_of(request, principal, resp_id)
+        if run is not None and run.background:
+            await _stop(run)
+            return json_response(run.response)
+        stored = await _stored(request, principal)
+        if stored.get("background"):
+            return json_response(stored)
         raise InvalidRequest("Only responses created with background=true can be cancelled.")
     except ChatgateError as exc:
         return error_response(exc)
