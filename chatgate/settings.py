@@ -225,6 +225,10 @@ class Settings(BaseSettings):
     usage_flush_seconds: float = 0.5
     config_file: Path | None = None
 
+    # Where ``chatgate chat`` and ``ask`` send questions instead of this machine's data.
+    url: str | None = None
+    api_key: SecretStr | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -130,3 +131,45 @@ def test_remote_mode_answers_with_a_good_key_and_refuses_a_bad_one(
     assert "from afar" in stored
     bad = run(tmp_path, "ask", "--url", gateway.url, "--key", "sk-cg-not-a-key", "hi")
     assert "key" in one_line_error(bad).lower()
+
+
+def test_the_server_and_key_may_come_from_the_settings_file(
+    tmp_path: Path, make_gateway: Callable[..., Gateway]
+) -> None:
+    gateway = make_gateway()
+    config = tmp_path / "chatgate.toml"
+    config.write_text(f'url = "{gateway.url}"\napi_key = "{gateway.key("alice")}"\n')
+    result = run(tmp_path / "here", "--config", str(config), "ask", "--json", "from the file")
+    assert result.returncode == 0, result.stderr
+    assert "from the file" in [m.content for m in gateway.stored_messages()]
+    assert not (tmp_path / "here" / "chatgate.db").exists(), "nothing was asked in process"
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = one_line_error(run(blocker / "data", "ask", "hi"))
+    assert "Not a directory" in line and "a-file" in line
+
+
+def test_a_redis_that_is_down_is_one_line(tmp_path: Path) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    line = one_line_error(run(tmp_path, "ask", "hi", CHATGATE_REDIS_URL=down))
+    assert "ConnectionError" in line and "127.0.0.1" in line
+
+
+def test_a_reply_the_database_would_not_store_says_so(tmp_path: Path) -> None:
+    assert run(tmp_path, "ask", "first").returncode == 0
+    holder = sqlite3.connect(tmp_path / "chatgate.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        result = run(tmp_path, "ask", "second")
+    finally:
+        holder.close()
+    assert result.stdout.startswith('You asked: "second"'), "the answer is still shown"
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), result.stderr
+    assert "database writes are failing" in lines[0] and "locked" in lines[0]
+    assert "not written" in lines[-1]
+    assert len(lines) == len(set(lines)), "each problem is said once"
+    assert "Traceback" not in result.stderr

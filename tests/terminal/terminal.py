@@ -17,7 +17,14 @@ WIDTH, HEIGHT = 100, 50
 
 
 class Terminal:
-    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        width: int = WIDTH,
+        height: int = HEIGHT,
+        **env: str,
+    ) -> None:
         self.socket = f"chatgate-test-{uuid.uuid4().hex[:10]}"
         self.name = "chat"
         values = {
@@ -34,7 +41,7 @@ class Terminal:
         home = shlex.quote(str(data_dir))
         # The pane stays after the program ends, so that its last words can be read.
         shell = f"env -i PATH={path} HOME={home} {exports} {command}; echo '[exited]'; sleep 600"
-        size = ("-x", str(WIDTH), "-y", str(HEIGHT))
+        size = ("-x", str(width), "-y", str(height))
         self._tmux("new-session", "-d", "-s", self.name, *size, shell)
 
     def _tmux(self, *args: str) -> str:
@@ -54,6 +61,12 @@ class Terminal:
     def screen(self, ansi: bool = False) -> str:
         """What the pane shows, with its history (and colours, with ``ansi``)."""
         flags = ["-p", "-J", "-S", "-2000", "-t", self.name]
+        return self._tmux("capture-pane", *(["-e"] if ansi else []), *flags)
+
+    def scrollback(self, ansi: bool = False) -> str:
+        """Every line the pane has shown, from the first one, as the terminal keeps them
+        (lines it wrapped are left as they are)."""
+        flags = ["-p", "-S", "-", "-t", self.name]
         return self._tmux("capture-pane", *(["-e"] if ansi else []), *flags)
 
     def wait(self, check: Callable[[str], bool], timeout: float = 20, ansi: bool = False) -> str:
