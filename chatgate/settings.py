@@ -340,11 +340,15 @@ def read_upstreams(config_file: Path) -> dict[str, Any]:
     reloading them into a running server (the rest of the settings is fixed at start)."""
     with config_file.open("rb") as fh:
         data = tomllib.load(fh)
-    return {
+    fresh = {
         "providers": TypeAdapter(list[ProviderConfig]).validate_python(data.get("providers", [])),
         "models": TypeAdapter(list[ModelConfig]).validate_python(data.get("models", [])),
         "routing": Routing.model_validate(data.get("routing", {})),
     }
+    if "model_aliases" in data:  # aliases set elsewhere (the environment) stay as they are
+        aliases = TypeAdapter(dict[str, str]).validate_python(data["model_aliases"])
+        fresh["model_aliases"] = aliases
+    return fresh
 
 
 def ensure_secret_file(data_dir: Path) -> str:

@@ -233,6 +233,12 @@ def _reload_story(
     assert "second-model" in names and "first-model" not in names
     assert gateway.services.models.settings.routing.retries == 0
 
+    config.write_text(
+        _toml(primary, "second-model") + '\n[model_aliases]\n"old-name" = "second-model"\n'
+    )
+    assert admin.post("/providers/reload").status_code == 200
+    assert "old-name" in {m.id for m in api.models.list()}, "aliases are reloaded too"
+
     config.write_text("[[models]\nname = broken")
     refused = admin.post("/providers/reload")
     assert refused.status_code == 400 and "config file" in refused.json()["error"]["message"]
