@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
 
-from bench.page_upstream import MODEL
+from bench.page_upstream import MODEL, plain_question
 from bench.procs import ROOT, Proc, base_env, free_port, gateway_env, start_gateway
 
 CHROMIUM = "/usr/bin/chromium"
@@ -112,6 +112,7 @@ class Results:
     chromium: str
     weight_gzip_kb: float = 0.0
     weight_files: list[Loaded] = field(default_factory=list)
+    later_files: list[str] = field(default_factory=list)  # loaded once the message showed
     first_message_ms: float = 0.0
     open_messages: int = 0
     open_cold_ms: float = 0.0
@@ -166,15 +167,16 @@ class Server:
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
 
-    def conversation(self, messages: int) -> tuple[str, str]:
+    def conversation(self, messages: int, plain: bool = False) -> tuple[str, str]:
         """A conversation of ``messages`` messages (questions and Markdown replies, made
-        through the API); its id and its last message's id."""
+        through the API; prose only if ``plain``); its id and its last message's id."""
         conversation, last = "new", ""
         for i in range(messages // 2):
-            body = {"content": f"Question {i}: tell me more.", "stream": False, "model": MODEL}
+            question = plain_question() if plain else f"Question {i}: tell me more."
+            body = {"content": question, "stream": False, "model": MODEL}
             reply = self.api.post(
                 f"/api/v1/conversations/{conversation}/messages",
-                json={**body, "max_tokens": 60},
+                json={**body, "max_tokens": 40 if plain else 60},
             )
             reply.raise_for_status()
             conversation, last = reply.json()["conversation_id"], reply.json()["message_id"]
@@ -257,6 +259,12 @@ def measure_weight(browser: Browser, url: str, conversation: str, results: Resul
             )
         )
     results.weight_gzip_kb = sum(f.gzip_bytes for f in results.weight_files) / 1024
+    page.wait_for_load_state("networkidle")
+    early = {f.url for f in results.weight_files}
+    results.later_files = sorted(
+        {r.url.removeprefix(url) for r in loaded if r.resource_type in ("script", "stylesheet")}
+        - early
+    )
     context.close()
 
 
@@ -319,7 +327,7 @@ def run(options: Options) -> Results:
     with tempfile.TemporaryDirectory(prefix="chatgate-page-bench-") as work:
         server = Server(options, Path(work))
         try:
-            small, _ = server.conversation(2)
+            small, _ = server.conversation(2, plain=True)
             big, last = server.conversation(options.messages)
             empty = server.empty_conversation()
             with sync_playwright() as driver:
@@ -361,6 +369,8 @@ def table(results: Results) -> str:
     lines.append("loaded before the first message (bytes, gzip, on the wire):")
     for f in results.weight_files:
         lines.append(f"  {f.url:<50} {f.bytes:>9} {f.gzip_bytes:>9} {f.transferred:>9}")
+    if results.later_files:
+        lines.append("loaded after it: " + ", ".join(results.later_files))
     return "\n".join(lines)
 
 
