@@ -37,7 +37,7 @@ export function resetsIn(today) {
 
 /** The reset moment as a local clock time. */
 export function resetTime(today) {
-  return new Date(today.resets_at * 1000).toLocaleString(locale.value === 'zh' ? 'zh-CN' : 'en', {
+  return new Date(Math.ceil(today.resets_at / 60) * 60 * 1000).toLocaleString(locale.value === 'zh' ? 'zh-CN' : 'en', {
     timeZone: today.timezone || undefined,
     hour: '2-digit',
     minute: '2-digit',

@@ -104,7 +104,10 @@ function Item({ conversation }) {
     if (!wide.value) drawerOpen.value = false;
   };
   const finish = (save) => {
-    const value = input.current?.value ?? '';
+    // Enter saves, and the blur that follows as the field goes away must not save again.
+    if (!input.current || input.current.dataset.done) return;
+    input.current.dataset.done = '1';
+    const value = input.current.value;
     setEditing(false);
     if (save && value.trim() && value.trim() !== conversation.title) rename(conversation.id, value);
   };
@@ -260,12 +263,12 @@ export function Sidebar() {
           ${loading.value ? t('sidebar.searching') : t('sidebar.results', { n: visible.value.length })}
         </p>`}
         ${groups.map(
-          (group) => html`<section class="sidebar-group" key=${group.key} aria-label=${group.label}>
-            <h2>${group.label}</h2>
-            <ul>
+          (group) => html`<div class="sidebar-group" key=${group.key} data-group=${group.key}>
+            <h2 id=${`group-${group.key}`}>${group.label}</h2>
+            <ul aria-labelledby=${`group-${group.key}`}>
               ${group.items.map((c) => html`<${Item} key=${c.id} conversation=${c} />`)}
             </ul>
-          </section>`,
+          </div>`,
         )}
         ${!loading.value &&
         !failed.value &&
