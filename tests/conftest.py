@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import databases
 import pytest
 from support import (
     LOG_LINES,
@@ -21,14 +22,52 @@ from chatgate.settings import Settings
 _ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
+@pytest.fixture(scope="session")
+def _postgres() -> Iterator[databases.PostgresDatabases | None]:
+    """The PostgreSQL databases of the run, when the suite runs on PostgreSQL."""
+    if databases.BACKEND != "postgresql":
+        yield None
+        return
+    pool = databases.PostgresDatabases()
+    pool.start()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_database(_postgres: databases.PostgresDatabases | None) -> Iterator[None]:
+    """On PostgreSQL, a database for what a module starts once for all its tests."""
+    if _postgres is None:
+        yield
+        return
+    url = _postgres.take()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHATGATE_DATABASE_URL", url)
+        yield
+    _postgres.give_back(url)
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests build their settings explicitly; nothing leaks in from the machine."""
+def _clean_env(
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    _postgres: databases.PostgresDatabases | None,
+) -> Iterator[None]:
+    """Tests build their settings explicitly; nothing leaks in from the machine. On
+    PostgreSQL each test's settings (and the processes it starts) get a database of its own;
+    tests marked ``sqlite`` are about SQLite's own files and use it either way."""
     import os
 
     for name in list(os.environ):
         if name.startswith("CHATGATE_") or name in _ENV:
             monkeypatch.delenv(name)
+    if _postgres is None or request.node.get_closest_marker("sqlite"):
+        yield
+        return
+    url = _postgres.take()
+    monkeypatch.setenv("CHATGATE_DATABASE_URL", url)
+    yield
+    _postgres.give_back(url)
 
 
 @pytest.fixture

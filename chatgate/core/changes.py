@@ -6,28 +6,35 @@ and only if the change committed. It names whose rights or limits moved: a user 
 demoted, new password, new quotas, logged out everywhere), a key (revoked, new quotas) or one
 login (logged out). Records are numbered in the order they commit.
 
-Each server reads the records it has not seen about once a second, in a task of its own (one
-SELECT by primary key), and drops what its caches hold about those users, keys and logins; the
-request path still reads only the caches. A server that finds records missing (pruned while
-it was not reading) drops everything, which is always safe.
+Each server reads the records it has not seen, in a task of its own (one SELECT by primary
+key), and drops what its caches hold about those users, keys and logins; the request path still
+reads only the caches. It reads them at once when signalled (``change_signals``: PostgreSQL
+``NOTIFY`` sent in the change's transaction, or Redis pub/sub after it commits), and about once
+a second in any case, so a signal lost costs a second at most. A server that finds records
+missing (pruned while it was not reading) drops everything, which is always safe.
+
+The same signals carry announcements that need no record, such as "providers were reloaded"
+(``announce``/``hear``), to the servers listening at the time.
 
 ``ChangeFeed`` is the whole contract: ``record`` within a change's transaction, ``watch`` to
-hear every change made anywhere. A feed over Redis pub/sub or PostgreSQL LISTEN/NOTIFY (whose
-NOTIFY is itself transactional) can take this one's place without touching its callers.
+hear every change made anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatgate.core.change_signals import Signals
 from chatgate.store.db import Database
 from chatgate.store.tables import AccountChange, ChangeCount
 
@@ -48,6 +55,8 @@ class Change:
 
 # Called with each change heard, or with None when some were missed: forget everything.
 Listener = Callable[[Change | None], None]
+# Called when another process announces something (a topic such as "providers").
+Announced = Callable[[], Coroutine[Any, Any, None]]
 
 
 class ChangeFeed(Protocol):
@@ -57,6 +66,12 @@ class ChangeFeed(Protocol):
     def watch(self, listener: Listener) -> None:
         """Call ``listener`` with every change recorded from now on, by any process."""
 
+    async def announce(self, topic: str) -> None:
+        """Tell the other processes listening now that ``topic`` happened here."""
+
+    def hear(self, topic: str, callback: Announced) -> None:
+        """Run ``callback`` when another process announces ``topic`` (once ``watch``ing)."""
+
     async def close(self) -> None: ...
 
 
@@ -65,13 +80,26 @@ class DatabaseChangeFeed:
     several instances sharing one database."""
 
     def __init__(
-        self, db: Database, clock: Callable[[], float], *, interval: float = POLL_SECONDS
+        self,
+        db: Database,
+        clock: Callable[[], float],
+        *,
+        interval: float = POLL_SECONDS,
+        signals: Signals | None = None,
     ) -> None:
         self._db = db
         self._now = clock
         self.interval = interval
         self.seen: int | None = None  # the number of the last change read
         self._task: asyncio.Task[None] | None = None
+        self._signals = signals
+        self._listening: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._origin = secrets.token_hex(8)  # this process, to ignore its own announcements
+        self._topics: dict[str, list[Announced]] = {}
+        self._heard: set[asyncio.Task[None]] = set()
+        self.listening = asyncio.Event()
+        """Set once signals are heard (``/readyz`` and tests may wait for it)."""
 
     async def record(self, session: AsyncSession, change: Change) -> None:
         # Bumping the one counter row first makes concurrent changes take their numbers in
@@ -95,17 +123,52 @@ class DatabaseChangeFeed:
             )
         )
         await session.execute(delete(AccountChange).where(AccountChange.seq <= seq - KEEP))
+        if self._signals is not None:
+            await self._signals.within(session, json.dumps({"seq": seq}))
 
     def watch(self, listener: Listener) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._follow(listener))
+            loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._follow(listener))
+            if self._signals is not None:
+                self._listening = loop.create_task(self._signals.listen(self._signalled))
+
+    async def announce(self, topic: str) -> None:
+        if self._signals is not None:
+            await self._signals.publish(json.dumps({"topic": topic, "from": self._origin}))
+
+    def hear(self, topic: str, callback: Announced) -> None:
+        self._topics.setdefault(topic, []).append(callback)
+
+    def _signalled(self, message: str) -> None:
+        try:
+            body = json.loads(message) if message else {}
+        except ValueError:
+            return  # not one of ours
+        topic = body.get("topic") if isinstance(body, dict) else None
+        if not message:
+            self.listening.set()
+        if topic is None:  # a change committed (or listening began): read now
+            if self._wake is not None:
+                self._wake.set()
+            return
+        if body.get("from") == self._origin:
+            return
+        for callback in self._topics.get(str(topic), []):
+            task = asyncio.get_running_loop().create_task(callback())
+            self._heard.add(task)
+            task.add_done_callback(self._heard.discard)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._listening, self._task, *self._heard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._listening = None
+        if self._signals is not None:
+            await self._signals.close()
 
     async def _follow(self, listener: Listener) -> None:
         failing = False
@@ -119,7 +182,14 @@ class DatabaseChangeFeed:
                 if not failing:  # once per outage, not once a second
                     log.warning("cannot read account changes (%s); retrying", exc)
                 failing = True
-            await asyncio.sleep(self.interval)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """Until signalled, or the next reading in any case."""
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.interval)
+        self._wake.clear()
 
     async def read(self, listener: Listener) -> None:
         """One reading: the first notes where the changes stand; each later one passes on
