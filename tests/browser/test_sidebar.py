@@ -4,10 +4,18 @@ does not show, paging on as it scrolls, and rename, pin and delete with undo."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 from browsing import USER, Site, login
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+
+from chatgate.core.clock import FixedClock
+
+DAY = 86_400
 
 
 def ask(api: httpx.Client, content: str, conversation: str = "new") -> dict[str, str]:
@@ -125,3 +133,84 @@ def test_rename_pin_and_delete_with_undo(page: Page, site: Site) -> None:
     assert api.get(f"/api/v1/conversations/{third}").status_code == 404
     page.reload()
     expect(links).to_have_text(["First talk", "Second talk"])
+
+
+def test_conversations_are_grouped_by_day_newest_first_with_pinned_ones_on_top(
+    make_site: Callable[..., Site], browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    now = time.time()
+    clock = FixedClock(now - 40 * DAY)
+    site = make_site(clock=clock)
+    moments = [
+        (40 * DAY, "Old plans"),
+        (35 * DAY, "Older notes"),
+        (3 * DAY, "This week"),
+        (1 * DAY, "Yesterday's question"),
+        (0, "Today's question"),
+    ]
+    ids = {}
+    for ago, title in moments:
+        clock.at = now - ago
+        api = site.api()
+        ids[title] = titled(api, title, f"About {title.lower()}")
+    api.patch(f"/api/v1/conversations/{ids['Older notes']}", json={"pinned": True})
+    context = browser.new_context(base_url=site.url, locale="en-US", color_scheme="light")
+    page = context.new_page()
+    login(page, *USER)
+
+    groups = page.locator("#sidebar .sidebar-group")
+    expect(groups).to_have_count(5)
+    expect(groups.locator("h2")).to_have_text(
+        [
+            "Pinned",
+            "Today",
+            "Yesterday",
+            "Previous 7 days",
+            datetime.fromtimestamp(now - 40 * DAY).strftime("%B %Y"),
+        ]
+    )
+    expect(page.locator("#sidebar .conv-link")).to_have_text(
+        ["Older notes", "Today's question", "Yesterday's question", "This week", "Old plans"]
+    )
+    page.locator("#sidebar .conv-link").nth(1).click()
+    expect(page.locator("#main")).to_contain_text("About today's question")
+    screenshot(page, "sidebar")
+    context.close()
+
+
+def test_on_a_phone_the_sidebar_is_a_drawer(
+    new_page: Callable[..., Page], site: Site, screenshot: Callable[[Page, str], Path]
+) -> None:
+    api = site.api()
+    titled(api, "Picnic list", "What should we bring to a picnic?")
+    titled(api, "Train times", "When does the last train leave?")
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    login(page, *USER)
+    sidebar = page.locator("#sidebar")
+    expect(sidebar).to_be_hidden()
+    expect(page.locator("#chat-input")).to_be_visible()
+
+    toggle = page.get_by_role("button", name="Show sidebar")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    expect(sidebar).to_be_visible()
+    box = sidebar.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    screenshot(page, "phone-drawer")
+
+    # Choosing a conversation opens it and closes the drawer.
+    sidebar.get_by_role("link", name="Picnic list").click()
+    expect(sidebar).to_be_hidden()
+    expect(page.locator("#main")).to_contain_text("picnic")
+
+    # Esc closes it too, and the search works inside it.
+    page.get_by_role("button", name="Show sidebar").click()
+    expect(sidebar).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(sidebar).to_be_hidden()
+    page.keyboard.press("Control+k")
+    expect(sidebar).to_be_visible()
+    page.get_by_role("searchbox", name="Search conversations").fill("train")
+    expect(sidebar.locator(".conv-link")).to_have_text(["Train times"])
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], "nothing sticks out sideways"
