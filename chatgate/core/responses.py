@@ -671,7 +671,8 @@ def replayed_events(stored: dict[str, Any]) -> list[dict[str, Any]]:
     echo = Echo(stored["model"], stored.get("instructions"), store=True, body=stored)
     build = ResponseBuilder(stored["id"], echo)
     build.created_at = int(stored["created_at"])
-    build.response = {**stored, "status": "in_progress", "output": [], "usage": None}
+    opening = {k: v for k, v in stored.items() if k != "usage"}
+    build.response = {**opening, "status": "in_progress", "output": [], "output_text": ""}
     build.response.update(completed_at=None, error=None, incomplete_details=None)
     events = build.start()
     for item in stored["output"]:

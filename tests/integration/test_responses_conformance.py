@@ -13,6 +13,7 @@ import pytest
 from faulty_upstream import FaultyUpstream, cut_after, status
 from support import Gateway, ServerThread
 from test_openai_conformance import Check, conforms  # noqa: F401  (the shared fixture)
+from upstream_rig import eventually
 
 from chatgate.demo_upstream import DemoUpstream
 
@@ -46,6 +47,20 @@ CASES: dict[str, dict[str, Any]] = {
         "metadata": {"run": "1"},
     },
     "not-stored": {"input": "hi", "store": False},
+    "codex-hints": {
+        "input": [{"type": "message", "id": "m1", "role": "user", "content": "hi"}],
+        "tools": [
+            LOOKUP,
+            {"type": "web_search"},
+            {"type": "namespace", "name": "ns", "description": "d", "tools": [LOOKUP]},
+        ],
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "k",
+        "client_metadata": {"originator": "codex"},
+        "truncation": "auto",
+        "store": False,
+    },
     "max-tokens": {"input": "hi", "max_output_tokens": 2},
 }
 
@@ -64,6 +79,7 @@ EVENT_SCHEMAS = {
     "response.completed": "ResponseCompletedEvent",
     "response.incomplete": "ResponseIncompleteEvent",
     "response.failed": "ResponseFailedEvent",
+    "response.queued": "ResponseQueuedEvent",
 }
 """The schema of each event chatgate sends, for errors that name the field at fault."""
 
@@ -187,3 +203,59 @@ def test_a_stream_the_upstream_breaks_off_ends_failed_and_conforms(
     assert events[-1]["response"]["status"] == "failed"
     for event in events:
         assert check("ResponseStreamEvent", event) == [], event
+
+
+def _check_events(check: Check, events: list[Any]) -> None:
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    for event in events:
+        assert check(EVENT_SCHEMAS[event["type"]], event) == [], event
+        assert check("ResponseStreamEvent", event) == [], event
+
+
+def test_resumed_and_replayed_streams_conform(served: tuple[Gateway, str], check: Check) -> None:
+    """A retrieve with stream=true, from the events kept of a recent response and made again
+    from the stored response once they are gone."""
+    gateway, key = served
+    body = {"model": "demo", "input": "hi", "tools": [LOOKUP], "tool_choice": "required"}
+    for extra in ({}, {"input": "Say something", "tools": []}):
+        created = _post(gateway, key, {**body, **extra, "metadata": {"a": "b"}}).json()
+        live = _events(_get(gateway, key, f"/responses/{created['id']}?stream=true"))
+        _check_events(check, live)
+        gateway.services.responses.runs.drop(created["id"])
+        replayed = _events(_get(gateway, key, f"/responses/{created['id']}?stream=true"))
+        _check_events(check, replayed)
+        assert replayed[-1]["response"]["output"] == created["output"]
+        after = _get(gateway, key, f"/responses/{created['id']}?stream=true&starting_after=2")
+        assert _events(after)[0]["sequence_number"] == 3
+
+
+def test_background_responses_and_their_events_conform(
+    served: tuple[Gateway, str], check: Check
+) -> None:
+    gateway, key = served
+    queued = _post(gateway, key, {"model": "demo", "input": "hi", "background": True}).json()
+    assert check("Response", queued) == [], queued
+    assert queued["status"] == "queued" and queued["background"] is True
+
+    def finished() -> bool:
+        status: str = _get(gateway, key, f"/responses/{queued['id']}").json()["status"]
+        return status == "completed"
+
+    eventually(finished, "the background response completed")
+    done = _get(gateway, key, f"/responses/{queued['id']}").json()
+    assert check("Response", done) == [], done
+    cancelled = httpx.post(
+        gateway.base_url + f"/responses/{queued['id']}/cancel",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert check("Response", cancelled.json()) == [], cancelled.text
+    streamed = _post(
+        gateway, key, {"model": "demo", "input": "hi", "background": True, "stream": True}
+    )
+    events = _events(streamed)
+    assert [e["type"] for e in events[:3]] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+    ]
+    _check_events(check, events)
