@@ -8,6 +8,8 @@ import { t } from '../i18n/index.js';
 import { Icon } from './icons.js';
 
 let counter = 0;
+const FOCUSABLE =
+  'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 
 /**
  * @param {{open: boolean, onClose: () => void, title: string, children?: any, footer?: any,
@@ -45,6 +47,25 @@ export function Dialog({ open, onClose, title, children, footer, wide, id }) {
     if (event.target === ref.current) onClose();
   };
 
+  // A modal <dialog> keeps the page inert, but Tab may still leave for the browser's own
+  // controls: keep it cycling through the dialog's controls.
+  const keepFocus = (event) => {
+    if (event.key !== 'Tab' || !ref.current) return;
+    const controls = [...ref.current.querySelectorAll(FOCUSABLE)].filter(
+      (el) => el instanceof HTMLElement && el.offsetParent !== null,
+    );
+    if (!controls.length) return;
+    const first = /** @type {HTMLElement} */ (controls[0]);
+    const last = /** @type {HTMLElement} */ (controls[controls.length - 1]);
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  };
+
   return html`<dialog
     ref=${ref}
     id=${id}
@@ -52,6 +73,7 @@ export function Dialog({ open, onClose, title, children, footer, wide, id }) {
     style=${wide ? 'width: min(760px, calc(100vw - 24px))' : undefined}
     aria-labelledby=${titleId.current}
     onClick=${clickBackdrop}
+    onKeyDown=${keepFocus}
   >
     ${open &&
     html`<div class="dialog-head">
