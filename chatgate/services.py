@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from chatgate.core.accounts import AccountService, Limits
+from chatgate.core.change_signals import signals_for
 from chatgate.core.changes import ChangeFeed, DatabaseChangeFeed
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
@@ -79,7 +80,7 @@ class Services:
             max_streams=settings.default_max_streams,
         )
         codec = JwtCodec(settings.secret(), settings.jwt_lifetime_days, clock.now)
-        changes = DatabaseChangeFeed(db, clock.now)
+        changes = DatabaseChangeFeed(db, clock.now, signals=signals_for(settings, db))
         accounts = AccountService(
             db, writer, limits, settings.key_cache_seconds, clock.now, codec=codec, changes=changes
         )
