@@ -10,6 +10,11 @@ import { t } from '../i18n/index.js';
 import { Icon } from '../theme/icons.js';
 import { refreshUsage, exhausted, quotaSentences, countText } from './limits.js';
 
+/** "3/10", or "3" with no limit: for a phone's narrow top bar. */
+function shortText(count) {
+  return count.limit == null ? String(count.used) : `${count.used}/${count.limit}`;
+}
+
 function Bar({ count }) {
   if (!count || count.limit == null || count.limit <= 0) return null;
   const share = Math.min(1, count.used / count.limit);
@@ -76,13 +81,14 @@ export function Meter() {
       }}
     >
       <span class="meter-line">
-        <span>${t('meter.requests')}</span>
+        <span class="meter-label">${t('meter.requests')}</span>
         <span class="meter-num">${countText(requests)}</span>
+        <span class="meter-short" aria-hidden="true">${shortText(requests)}</span>
         <${Bar} count=${requests} />
       </span>
       ${showTokens &&
       html`<span class="meter-line meter-tokens">
-        <span>${t('meter.tokens')}</span>
+        <span class="meter-label">${t('meter.tokens')}</span>
         <span class="meter-num">${countText(tokens)}</span>
         <${Bar} count=${tokens} />
       </span>`}
