@@ -14,6 +14,7 @@ end of the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -31,6 +32,7 @@ if BACKEND not in ("sqlite", "postgresql"):
     raise SystemExit(f"CHATGATE_TEST_DATABASE is sqlite or postgresql, not {BACKEND!r}")
 SERVER = os.environ.get("CHATGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
+_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _SCHEMA = """
 SELECT coalesce(md5(string_agg(table_name || '.' || column_name || ':' || data_type || ':'
                                || coalesce(generation_expression, ''),
@@ -106,10 +108,17 @@ class PostgresDatabases:
         return self.url(name)
 
     def give_back(self, url: str) -> None:
+        """Empty the database for the next test; one that cannot be emptied is dropped (or, if
+        even that fails, left to the end of the run): the next test gets a fresh copy."""
         name = url.rsplit("/", 1)[1]
-        if self._run(self._reset(name)):
+        try:
+            reset = self._run(self._reset(name))
+        except _FAILURES:
+            reset = False
+        if reset:
             self._free.append(name)
-        else:
+            return
+        with contextlib.suppress(*_FAILURES):
             self._run(self._drop(name))
 
     async def _execute(self, statement: str) -> None:
