@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     conversation_cache_size: int = 1000
     conversation_titles: bool = True
     max_request_bytes: int = 4 * 1024 * 1024
+    # An uploaded ChatGPT export (POST /api/v1/conversations/import), and what its zip unpacks to.
+    max_import_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=1 << 30)
     max_message_chars: int = Field(default=200_000, ge=1)
     max_system_chars: int = Field(default=100_000, ge=1)
 

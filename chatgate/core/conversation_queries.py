@@ -1,8 +1,14 @@
 """Reading conversations back: pages of summaries (newest first, optionally searched) and whole
 trees. Search uses the database's own full-text index (SQLite FTS5, PostgreSQL tsvector).
 
-Pages are keyset-paginated on ``(updated_at, id)``: the cursor names the last row seen, so a page
-costs the same however deep it is and rows do not shift when new conversations arrive.
+Pages are keyset-paginated on ``(updated_at, id)`` (``(pinned, updated_at, id)`` when pinned
+ones come first): the cursor names the last row seen, so a page costs the same however deep it is
+and rows do not shift when new conversations arrive.
+
+Chinese, Japanese and Korean are written without spaces, so a full-text tokenizer that splits on
+them sees a whole sentence as one word and finds no word inside it. A search term in those
+scripts is therefore looked for as a substring of the user's own messages and titles (a scan of
+one user's conversations, still in the database); other terms go through the full-text index.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, text
+from sqlalchemy import ColumnElement, TextClause, UnaryExpression, and_, or_, select, text
 
 from chatgate.core.errors import InvalidRequest
 from chatgate.store.db import Database
@@ -20,6 +27,10 @@ from chatgate.store.tables import Conversation, StoredMessage
 
 MAX_PAGE = 200
 _TERM = re.compile(r"\w+", re.UNICODE)
+# Kana, CJK ideographs (with extensions and compatibility forms) and Hangul syllables.
+_UNSPACED = re.compile(
+    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]"
+)
 
 
 @dataclass(slots=True)
@@ -46,6 +57,9 @@ class ConversationSummary:
     created_at: float
     updated_at: float
     external_id: str | None = None
+    pinned: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +92,9 @@ def summary(conv: Conversation) -> ConversationSummary:
         conv.created_at,
         conv.updated_at,
         conv.external_id,
+        bool(conv.pinned),
+        conv.temperature,
+        conv.max_tokens,
     )
 
 
@@ -95,16 +112,26 @@ def message_view(m: StoredMessage) -> MessageView:
     )
 
 
-def encode_cursor(conv: ConversationSummary) -> str:
-    raw = f"{conv.updated_at!r}|{conv.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(conv: ConversationSummary, *, pinned_first: bool = False) -> str:
+    """The last row seen; with pinned ones first, whether it was pinned too (``p|``)."""
+    raw = f"{conv.updated_at!r}|{conv.id}"
+    if pinned_first:
+        raw = f"{'p' if conv.pinned else 'u'}|{raw}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str, *, pinned_first: bool = False) -> tuple[bool, float, str]:
+    """``(pinned, updated_at, id)`` of the row a cursor names (pinned False without the flag)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        pinned = False
+        if pinned_first:
+            flag, _, raw = raw.partition("|")
+            if flag not in ("p", "u"):
+                raise ValueError(flag)
+            pinned = flag == "p"
         stamp, _, conv_id = raw.partition("|")
-        return float(stamp), conv_id
+        return pinned, float(stamp), conv_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(
             "That cursor is not one this service gave out.", param="cursor"
@@ -124,7 +151,20 @@ def fts_query(query: str) -> str | None:
     return " ".join(quoted)
 
 
-def _search_filter(db: Database, query: str) -> ColumnElement[bool] | None:
+def unspaced_terms(query: str) -> tuple[list[str], str]:
+    """The terms written in a script without spaces (looked for as substrings), and the rest of
+    the query (for the full-text index)."""
+    unspaced: list[str] = []
+    rest: list[str] = []
+    for term in _TERM.findall(query):
+        (unspaced if _UNSPACED.search(term) else rest).append(term)
+    return unspaced, " ".join(rest)
+
+
+def _search_filter(db: Database, query: str, user_id: int | None) -> ColumnElement[bool] | None:
+    unspaced, rest = unspaced_terms(query)
+    if unspaced:
+        return _substring_filter(db, unspaced, rest, user_id)
     if db.is_sqlite:
         match = fts_query(query)
         if match is None:
@@ -152,6 +192,44 @@ def _search_filter(db: Database, query: str) -> ColumnElement[bool] | None:
     )
 
 
+def _substring_filter(
+    db: Database, unspaced: list[str], rest: str, user_id: int | None
+) -> ColumnElement[bool]:
+    """Conversations with one message, or a title, holding every term: ``unspaced`` ones as
+    substrings, the ``rest`` through the full-text index (bound parameters throughout)."""
+    in_messages = select(StoredMessage.conversation_id).where(
+        *(StoredMessage.content.contains(t, autoescape=True) for t in unspaced)
+    )
+    title_terms: list[ColumnElement[bool] | TextClause] = [
+        Conversation.title.contains(t, autoescape=True) for t in unspaced
+    ]
+    if user_id is not None:
+        mine = select(Conversation.id).where(Conversation.user_id == user_id)
+        in_messages = in_messages.where(StoredMessage.conversation_id.in_(mine))
+    if rest:
+        if db.is_sqlite:
+            match = fts_query(rest)
+            in_messages = in_messages.where(
+                text(
+                    "messages.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :m)"
+                ).bindparams(m=match)
+            )
+            title_terms.append(
+                text(
+                    "conversations.rowid IN "
+                    "(SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH :t)"
+                ).bindparams(t=match)
+            )
+        else:
+            in_messages = in_messages.where(
+                text("messages.search @@ plainto_tsquery('simple', :m)").bindparams(m=rest)
+            )
+            title_terms.append(
+                text("conversations.search @@ plainto_tsquery('simple', :t)").bindparams(t=rest)
+            )
+    return or_(Conversation.id.in_(in_messages), and_(*title_terms))
+
+
 async def list_page(
     db: Database,
     *,
@@ -159,32 +237,49 @@ async def list_page(
     limit: int = 20,
     cursor: str | None = None,
     query: str | None = None,
+    pinned: bool | None = None,
+    pinned_first: bool = False,
 ) -> Page:
-    """A page of conversations, newest first; ``user_id`` None lists everyone's."""
+    """A page of conversations, newest first; ``user_id`` None lists everyone's.
+
+    ``pinned`` keeps only pinned (True) or unpinned (False) ones; ``pinned_first`` lists the
+    pinned ones before the others, as a sidebar shows them, in one paged list."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit is between 1 and {MAX_PAGE}.", param="limit")
     stmt = select(Conversation)
     if user_id is not None:
         stmt = stmt.where(Conversation.user_id == user_id)
+    if pinned is not None:
+        stmt = stmt.where(Conversation.pinned.is_(pinned))
     if cursor:
-        stamp, last_id = decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(
-                Conversation.updated_at < stamp,
-                and_(Conversation.updated_at == stamp, Conversation.id < last_id),
-            )
+        was_pinned, stamp, last_id = decode_cursor(cursor, pinned_first=pinned_first)
+        after = or_(
+            Conversation.updated_at < stamp,
+            and_(Conversation.updated_at == stamp, Conversation.id < last_id),
         )
+        if pinned_first:
+            group = Conversation.pinned.is_(was_pinned)
+            after = (
+                or_(and_(group, after), Conversation.pinned.is_(False))
+                if was_pinned
+                else (and_(group, after))
+            )
+        stmt = stmt.where(after)
     if query and query.strip():
-        found = _search_filter(db, query)
+        found = _search_filter(db, query, user_id)
         if found is None:
             return Page([], None)
         stmt = stmt.where(found)
-    stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    order: list[UnaryExpression[Any]] = [Conversation.updated_at.desc(), Conversation.id.desc()]
+    if pinned_first:
+        order.insert(0, Conversation.pinned.desc())
+    stmt = stmt.order_by(*order).limit(limit + 1)
     async with db.session() as session:
         rows = [summary(c) for c in (await session.scalars(stmt)).all()]
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+    last = encode_cursor(rows[-1], pinned_first=pinned_first) if more and rows else None
+    return Page(rows, last)
 
 
 async def ids_starting_with(

@@ -18,6 +18,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, select, update
@@ -37,6 +38,7 @@ from chatgate.core.errors import InvalidRequest, NotFound, PermissionDenied
 from chatgate.core.events import ChatRequest, Message, Usage
 from chatgate.core.exports import (
     ImportResult,
+    export_from_bytes,
     parse_chatgpt,
     read_export,
     store_imports,
@@ -45,7 +47,7 @@ from chatgate.core.exports import (
 )
 from chatgate.core.ids import new_id
 from chatgate.core.titles import ask_title, fallback_title
-from chatgate.core.tokens import message_text
+from chatgate.core.tokens import PER_MESSAGE_OVERHEAD, message_text
 from chatgate.providers.router import ModelRegistry, ModelRoute
 from chatgate.settings import Settings
 from chatgate.store.db import Database
@@ -57,6 +59,8 @@ log = logging.getLogger("chatgate.conversations")
 NEW = "new"
 CONTEXT_ROLES = frozenset(("user", "assistant", "system"))
 _SYSTEM_ROLES = frozenset(("system", "developer"))
+# What a conversation may keep of its own for its replies (None clears one).
+REPLY_SETTINGS = frozenset(("model", "temperature", "max_tokens"))
 
 
 @dataclass(slots=True)
@@ -82,6 +86,8 @@ class ConversationState:
     leaf_id: str | None
     nodes: dict[str, Node] = field(default_factory=dict)
     deleted: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
 
     def path(self, leaf_id: str | None) -> list[Node]:
         """Messages from the root to ``leaf_id``, in order."""
@@ -97,6 +103,39 @@ class ConversationState:
             current = node.parent_id
         out.reverse()
         return out
+
+
+@dataclass(slots=True)
+class ContextEntry:
+    """One message of the path, its size as the fitting counts it, and whether it goes."""
+
+    id: str
+    role: str
+    tokens: int
+    included: bool
+
+
+@dataclass(slots=True)
+class ContextPreview:
+    """Which messages of a path the next question would be sent with, and the sums behind it."""
+
+    conversation_id: str
+    leaf_id: str | None
+    model: str
+    context_window: int
+    reply_reserve: int
+    system_tokens: int
+    entries: list[ContextEntry]
+    exact: bool
+    max_history_turns: int | None
+
+    @property
+    def budget(self) -> int:
+        return self.context_window - self.reply_reserve
+
+    @property
+    def tokens_sent(self) -> int:
+        return self.system_tokens + sum(e.tokens for e in self.entries if e.included)
 
 
 @dataclass(slots=True)
@@ -189,6 +228,8 @@ class ConversationService:
             conv.model,
             conv.current_leaf_id,
             nodes,
+            temperature=conv.temperature,
+            max_tokens=conv.max_tokens,
         )
         self._remember(state)
         return state
@@ -262,7 +303,7 @@ class ConversationService:
             leaf_write = self.writer.update_amendable(Conversation, {"id": state.id}, leaf)
         if request.regenerate:
             history, new = history[:-1], [{"role": "user", "content": history[-1].content}]
-        messages = self._context(system or state.system_prompt, history, new, route, request)
+        messages = self._context(system or state.system_prompt, history, new, route, request.params)
         question = message_text(new[-1]) if new else ""
         return StoredTurn(
             state.id,
@@ -387,20 +428,22 @@ class ConversationService:
         )
         return node.id
 
+    def window(self, route: ModelRoute) -> int:
+        """The model's context window: its own when configured, else the default."""
+        config = route.config
+        if "context_window" in config.model_fields_set:
+            return config.context_window
+        return self.settings.default_context_window
+
     def _context(
         self,
         system: str | None,
         history: list[Node],
         new: list[Message],
         route: ModelRoute,
-        request: ChatRequest,
+        params: dict[str, Any],
     ) -> list[Message]:
-        config = route.config
-        window = (
-            config.context_window
-            if "context_window" in config.model_fields_set
-            else self.settings.default_context_window
-        )
+        window = self.window(route)
         head: list[Message] = [{"role": "system", "content": system}] if system else []
         count = self.counter.message
         fixed = sum(count(m) for m in head) + sum(count(m) for m in new)
@@ -408,10 +451,49 @@ class ConversationService:
             head,
             [{"role": n.role, "content": n.content} for n in history],
             new,
-            budget=window - reply_reserve(request.params, window),
-            sizes=[n.tokens + 4 for n in history],
+            budget=window - reply_reserve(params, window),
+            sizes=[n.tokens + PER_MESSAGE_OVERHEAD for n in history],
             fixed=fixed,
             max_turns=self.settings.max_history_turns,
+        )
+
+    async def preview(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        leaf_id: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+    ) -> ContextPreview:
+        """What the next question after ``leaf_id`` (default: the current leaf) would be sent
+        with: the same fitting a reply uses, told message by message."""
+        state = await self.owned(principal, conversation_id, write=False)
+        leaf = leaf_id or state.leaf_id
+        if leaf is not None and leaf not in state.nodes:
+            raise NotFound(f"No message with id {leaf!r} in this conversation.", param="leaf_id")
+        name = await self.model_for(principal, conversation_id, model)
+        route = self.models.resolve(name, principal)
+        params: dict[str, Any] = {}
+        if (max_tokens or state.max_tokens) is not None:
+            params["max_tokens"] = max_tokens or state.max_tokens
+        history = [n for n in state.path(leaf) if n.role in CONTEXT_ROLES]
+        sent = self._context(state.system_prompt, history, [], route, params)
+        system = 1 if state.system_prompt else 0
+        kept = len(history) - (len(sent) - system)  # fitting keeps the newest ones
+        window = self.window(route)
+        return ContextPreview(
+            conversation_id=state.id,
+            leaf_id=leaf,
+            model=name,
+            context_window=window,
+            reply_reserve=reply_reserve(params, window),
+            system_tokens=sum(self.counter.message(m) for m in sent[:system]),
+            entries=[
+                ContextEntry(n.id, n.role, _size(n), i >= kept) for i, n in enumerate(history)
+            ],
+            exact=self.counter.exact,
+            max_history_turns=self.settings.max_history_turns,
         )
 
     def _retitle(self, state: ConversationState, title: str) -> None:
@@ -507,10 +589,21 @@ class ConversationService:
         limit: int = 20,
         cursor: str | None = None,
         query: str | None = None,
+        pinned: bool | None = None,
+        pinned_first: bool = False,
     ) -> Page:
-        """Conversations of ``user_id`` (everyone's when None), newest first, maybe searched."""
+        """Conversations of ``user_id`` (everyone's when None), newest first, maybe searched;
+        ``pinned`` keeps one kind, ``pinned_first`` lists pinned ones before the rest."""
         await self.writer.flush()
-        return await list_page(self.db, user_id=user_id, limit=limit, cursor=cursor, query=query)
+        return await list_page(
+            self.db,
+            user_id=user_id,
+            limit=limit,
+            cursor=cursor,
+            query=query,
+            pinned=pinned,
+            pinned_first=pinned_first,
+        )
 
     async def tree(self, principal: Principal, conversation_id: str) -> ConversationTree:
         """The whole conversation, for its owner or an administrator."""
@@ -523,6 +616,18 @@ class ConversationService:
 
     async def summary(self, principal: Principal, conversation_id: str) -> ConversationSummary:
         return (await self.tree(principal, conversation_id)).conversation
+
+    async def params_for(
+        self, principal: Principal, conversation_id: str, asked: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The sampling parameters of a reply: those asked for, over the conversation's own."""
+        if conversation_id == NEW:
+            return asked
+        state = await self.owned(principal, conversation_id, write=False)
+        own = {"temperature": state.temperature, "max_tokens": state.max_tokens}
+        if "max_completion_tokens" in asked:
+            own.pop("max_tokens")
+        return {**{k: v for k, v in own.items() if v is not None}, **asked}
 
     async def model_for(self, principal: Principal, conversation_id: str, asked: str | None) -> str:
         """The model to answer with: the one asked for, else the conversation's, else the first
@@ -552,6 +657,12 @@ class ConversationService:
         items = [parse_chatgpt(c) for c in read_export(path)]
         return await store_imports(self.db, user_id, items, self.clock.now())
 
+    async def import_upload(self, principal: Principal, raw: bytes, limit: int) -> ImportResult:
+        """Import a ChatGPT export sent as bytes (its zip or its conversations.json) for the
+        caller; ``limit`` bounds what a zip unpacks to, as the upload itself was bounded."""
+        items = [parse_chatgpt(c) for c in export_from_bytes(raw, limit)]
+        return await store_imports(self.db, principal.user_id, items, self.clock.now())
+
     # ---- changes made through the API ---------------------------------------------------------
 
     async def delete(self, principal: Principal, conversation_id: str) -> None:
@@ -573,10 +684,23 @@ class ConversationService:
         title: str | None = None,
         system_prompt: str | None = None,
         leaf_id: str | None = None,
+        pinned: bool | None = None,
+        reply_settings: dict[str, Any] | None = None,
     ) -> ConversationState:
-        """Rename, change the system prompt, or make another leaf current."""
+        """Rename, change the system prompt, make another leaf current, pin or unpin, or change
+        the conversation's own ``model``, ``temperature`` and ``max_tokens`` (given in
+        ``reply_settings``; None clears one). None of these moves it in the newest-first list."""
         state = await self.owned(principal, conversation_id, write=True)
         values: dict[str, object] = {}
+        if pinned is not None:
+            values["pinned"] = pinned
+        for name, value in (reply_settings or {}).items():
+            if name not in REPLY_SETTINGS:
+                raise InvalidRequest(f"A conversation keeps no {name!r}.", param=name)
+            if name == "model" and value is not None:
+                self.models.resolve(value, principal)  # one the caller may use, or 404
+            values[name] = value
+            setattr(state, name, value)
         if title is not None:
             values["title"] = state.title = title.strip()[:255] or None
         if system_prompt is not None:
@@ -648,6 +772,8 @@ class ConversationService:
         title: str | None = None,
         system_prompt: str | None = None,
         model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> ConversationState:
         """An empty conversation, to post a first message to later."""
         state = ConversationState(
@@ -657,6 +783,8 @@ class ConversationService:
             system_prompt,
             model,
             None,
+            temperature=temperature,
+            max_tokens=max_tokens,
         )
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
@@ -669,7 +797,14 @@ class ConversationService:
                     model=model,
                     created_at=now,
                     updated_at=now,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
                 )
             )
         self._remember(state)
         return state
+
+
+def _size(node: Node) -> int:
+    """A stored message's tokens as the context fitting counts them (text plus overhead)."""
+    return node.tokens + PER_MESSAGE_OVERHEAD

@@ -42,6 +42,12 @@ class PermissionDenied(ChatgateError):
     status = 403
 
 
+class AccountDisabled(PermissionDenied):
+    """A login with the right password to an account an administrator has disabled."""
+
+    code = "account_disabled"
+
+
 class NotFound(ChatgateError):
     code = "not_found"
     status = 404

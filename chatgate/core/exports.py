@@ -7,6 +7,7 @@ answer, separated by blank lines, under a header naming the model and the date.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
@@ -17,7 +18,7 @@ import orjson
 from sqlalchemy import select
 
 from chatgate.core.conversation_queries import ConversationTree
-from chatgate.core.errors import InvalidRequest
+from chatgate.core.errors import InvalidRequest, PayloadTooLarge
 from chatgate.core.ids import new_id
 from chatgate.store.db import Database
 from chatgate.store.tables import Conversation, StoredMessage
@@ -101,19 +102,42 @@ def read_export(path: Path) -> list[dict[str, Any]]:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                names = [n for n in archive.namelist() if Path(n).name == "conversations.json"]
-                if not names:
-                    raise InvalidRequest(f"{path.name} holds no conversations.json")
-                info = archive.getinfo(min(names, key=len))
-                if info.file_size > MAX_IMPORT_BYTES:
-                    raise InvalidRequest("conversations.json is too large to import")
-                raw = archive.read(info)
+                raw = _conversations_json(archive, path.name, MAX_IMPORT_BYTES)
         else:
             raw = path.read_bytes()
         data = orjson.loads(raw)
     except (OSError, zipfile.BadZipFile, orjson.JSONDecodeError) as exc:
         raise InvalidRequest(f"cannot read {path.name}: {exc}") from None
     return parse_export_list(data)
+
+
+def export_from_bytes(raw: bytes, limit: int) -> list[dict[str, Any]]:
+    """The list of conversations in an uploaded ChatGPT export: the zip as downloaded, or its
+    conversations.json. A zip may unpack to at most ``limit`` bytes (its own listing says how
+    much, and reading stops there), so a small upload cannot fill the memory."""
+    try:
+        if raw.startswith(b"PK"):
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                raw = _conversations_json(archive, "the upload", limit)
+        data = orjson.loads(raw)
+    except (zipfile.BadZipFile, orjson.JSONDecodeError, EOFError, ValueError) as exc:
+        raise InvalidRequest(
+            f"The upload is not a ChatGPT export (its .zip or conversations.json): {exc}",
+            param="file",
+        ) from None
+    return parse_export_list(data)
+
+
+def _conversations_json(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    names = [n for n in archive.namelist() if Path(n).name == "conversations.json"]
+    if not names:
+        raise InvalidRequest(f"{name} holds no conversations.json", param="file")
+    info = archive.getinfo(min(names, key=len))
+    if info.file_size > limit:
+        raise PayloadTooLarge(
+            f"conversations.json is too large to import ({info.file_size} bytes; at most {limit})."
+        )
+    return archive.read(info)
 
 
 def parse_export_list(data: Any) -> list[dict[str, Any]]:

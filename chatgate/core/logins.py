@@ -1,9 +1,10 @@
 """Logging in with a password: login tokens, the ChatAPI token protocol, and a limit on
 failed attempts per user name and per client address.
 
-An unknown user, a user without a password, a disabled account and a wrong password all get
-the same answer after the same work (``Passwords.verify`` hashes against a dummy), so neither
-the reply nor its timing tells which names exist or which passwords are right.
+An unknown user, a user without a password and a wrong password all get the same answer after
+the same work (``Passwords.verify`` hashes against a dummy), so neither the reply nor its timing
+tells which names exist or which passwords are right. A disabled account answers so, but only to
+its right password: whoever knows that learns nothing a login would not tell them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.core.accounts import AccountService, Principal, UserInfo, user_info
 from chatgate.core.errors import (
+    AccountDisabled,
     InvalidCredentials,
     TooManyLoginAttempts,
 )
@@ -28,6 +30,7 @@ from chatgate.store.tables import ChatApiToken, RevokedToken, User
 log = logging.getLogger("chatgate.logins")
 
 _BAD_LOGIN = "Invalid username or password"
+_DISABLED = "This account is disabled; ask an administrator to enable it."
 _MAX_TRACKED = 100_000
 
 
@@ -131,14 +134,19 @@ class LoginService:
                 user = await session.scalar(select(User).where(User.name == username))
         stored = user.password_hash if user is not None else None
         right = await self.accounts.passwords.verify(stored, password)
-        if not right or user is None or user.disabled:
+        if not right or user is None:
             # A name that is not a user's is never logged: it is often a password typed
-            # into the wrong field. A disabled account answers as a wrong password does,
-            # and counts as a failure, so its password cannot be guessed while it rests.
+            # into the wrong field.
             who = f"user {user.name}" if user is not None else "an unknown user name"
             why = " (disabled)" if user is not None and user.disabled else ""
             log.info("login failed for %s%s (from %s)", who, why, address)
             raise InvalidCredentials(_BAD_LOGIN)
+        if user.disabled:
+            # Only someone who knows the password learns the account rests, so the answer
+            # reveals no more than a login would. It still counts as a failure: guessing
+            # goes no faster than against an account in use.
+            log.info("login refused for user %s: disabled (from %s)", user.name, address)
+            raise AccountDisabled(_DISABLED)
         attempt.succeeded()
         log.debug("user %s logged in (from %s)", user.name, address)
         return user

@@ -58,6 +58,9 @@ class QuotaBackend(Protocol):
     async def take(self, scopes: Sequence[Scope], day: str, now: float) -> Verdict:
         """Check every limit of every scope; take one request of each only if all pass."""
 
+    async def peek(self, scopes: Sequence[Scope], day: str, now: float) -> list[Counts]:
+        """Each scope's counters as they stand, taking nothing (for showing them)."""
+
     def release(
         self, scopes: Sequence[str], day: str, *, counted: bool, tokens: int, now: float
     ) -> None:
@@ -113,6 +116,10 @@ class MemoryQuotaBackend:
             streams=self._streams.get(scope.key, 0),
             oldest_in_minute=stamps[0] if stamps else None,
         )
+
+    async def peek(self, scopes: Sequence[Scope], day: str, now: float) -> list[Counts]:
+        self._turn(day)
+        return [self._counts(scope, now) for scope in scopes]
 
     async def take(self, scopes: Sequence[Scope], day: str, now: float) -> Verdict:
         self._turn(day)

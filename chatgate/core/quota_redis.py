@@ -123,6 +123,24 @@ class RedisQuotaBackend:
             pipe.set(self._key(scope, "t", day), tokens, nx=True, ex=DAY_TTL)
             await pipe.execute()
 
+    async def peek(self, scopes: Sequence[Scope], day: str, now: float) -> list[Counts]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for scope in scopes:
+                pipe.get(self._key(scope.key, "r", day))
+                pipe.get(self._key(scope.key, "t", day))
+                pipe.zcount(self._key(scope.key, "m"), f"({now - 60!r}", "+inf")
+                pipe.get(self._key(scope.key, "s"))
+            values = await pipe.execute()
+        return [
+            Counts(
+                requests=int(values[i] or 0),
+                tokens=int(values[i + 1] or 0),
+                minute=int(values[i + 2] or 0),
+                streams=max(0, int(values[i + 3] or 0)),
+            )
+            for i in range(0, len(values), 4)
+        ]
+
     async def take(self, scopes: Sequence[Scope], day: str, now: float) -> Verdict:
         keys: list[str] = []
         args: list[Any] = [repr(now), f"{now!r}:{secrets.token_hex(8)}", DAY_TTL, STREAMS_TTL]

@@ -23,6 +23,7 @@ from chatgate.core.clock import Clock
 from chatgate.core.errors import LimitExceeded, QuotaExhausted, RateFacts
 from chatgate.core.quota_backends import (
     MINUTE,
+    Counts,
     MemoryQuotaBackend,
     QuotaBackend,
     Scope,
@@ -54,6 +55,31 @@ class Reservation:
             tokens=max(0, tokens),
             now=self.quotas.clock.now(),
         )
+
+
+@dataclass(slots=True)
+class ScopeStanding:
+    """One scope's limits (None: no limit) and its counters."""
+
+    key: str
+    limits: Limits
+    counts: Counts
+
+    @property
+    def key_id(self) -> int | None:
+        return int(self.key[2:]) if self.key.startswith("k:") else None
+
+
+@dataclass(slots=True)
+class Standing:
+    """Today's counters of a caller's scopes (the user's, then a key's own), and when the day
+    turns: ``resets_at`` is a Unix time, ``resets_in`` seconds from now."""
+
+    day: str
+    zone: str
+    resets_at: float
+    resets_in: float
+    scopes: list[ScopeStanding]
 
 
 _UNLIMITED = Limits()
@@ -112,6 +138,26 @@ class QuotaService:
         if not verdict.ok:
             raise self._refusal(principal, scopes[verdict.index], verdict.failed, facts, midnight)
         return Reservation(self, principal, day, tuple(s.key for s in scopes), facts)
+
+    async def standing(self, principal: Principal) -> Standing:
+        """Where the caller stands today against each limit, taking nothing: what a meter
+        shows. The counters are the ones requests are checked against."""
+        now = self.clock.now()
+        day, midnight = self._today(now)
+        scopes = scopes_of(principal)
+        for scope in scopes:
+            await self._seed(scope.key, day)
+        counts = await self.backend.peek(scopes, day, self.clock.now())
+        return Standing(
+            day=day,
+            zone=self.clock.zone_name(),
+            resets_at=now + midnight,
+            resets_in=midnight,
+            scopes=[
+                ScopeStanding(scope.key, scope.limits, seen)
+                for scope, seen in zip(scopes, counts, strict=True)
+            ],
+        )
 
     async def _seed(self, scope: str, day: str) -> None:
         """Load a scope's day from the books once; everyone else waits for that one load."""

@@ -156,7 +156,10 @@ class RequestLog(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_user_updated_id", "user_id", "updated_at", "id"),)
+    __table_args__ = (
+        Index("ix_conversations_user_updated_id", "user_id", "updated_at", "id"),
+        Index("ix_conversations_user_pinned_updated_id", "user_id", "pinned", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -167,6 +170,10 @@ class Conversation(Base):
     external_id: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The conversation's own sampling settings, used when a request names none (NULL: none).
+    temperature: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class StoredMessage(Base):

@@ -9,6 +9,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatgate.core.accounts import KeyInfo, UserInfo
+from chatgate.core.quotas import ScopeStanding, Standing
 from chatgate.core.usage import UsageRow
 
 # Every number that comes from outside has bounds: ids fit the database's 64-bit integers,
@@ -181,3 +182,76 @@ class UsageOut(BaseModel):
     end: str = Field(serialization_alias="to")
     group_by: list[str]
     rows: list[UsageRowOut]
+
+
+class Gauge(BaseModel):
+    """One limit and where the caller stands against it; ``limit`` null means none."""
+
+    used: int
+    limit: int | None
+    remaining: int | None
+
+    @classmethod
+    def of(cls, used: int, limit: int | None) -> Gauge:
+        return cls(
+            used=used, limit=limit, remaining=None if limit is None else max(0, limit - used)
+        )
+
+
+class Gauges(BaseModel):
+    requests: Gauge = Field(description="counted requests today")
+    tokens: Gauge = Field(description="prompt and completion tokens today")
+    rpm: Gauge = Field(description="requests in the last 60 seconds")
+    streams: Gauge = Field(description="requests running now")
+
+
+def gauges_of(scope: ScopeStanding) -> dict[str, Gauge]:
+    """A scope's four gauges, as the fields of ``Gauges``."""
+    limits, counts = scope.limits, scope.counts
+    return {
+        "requests": Gauge.of(counts.requests, limits.daily_requests),
+        "tokens": Gauge.of(counts.tokens, limits.daily_tokens),
+        "rpm": Gauge.of(counts.minute, limits.rpm),
+        "streams": Gauge.of(counts.streams, limits.max_streams),
+    }
+
+
+class KeyGauges(Gauges):
+    id: int
+
+
+class TodayOut(Gauges):
+    """Today's meter: the caller's own limits, and an API key's when it has limits of its own."""
+
+    day: str
+    timezone: str
+    resets_at: float = Field(description="Unix time when the day turns and the counts restart.")
+    resets_in: float = Field(description="Seconds until then.")
+    key: KeyGauges | None
+
+    @classmethod
+    def of_standing(cls, standing: Standing) -> TodayOut:
+        own, *rest = standing.scopes
+        key = rest[0] if rest else None
+        return cls(
+            day=standing.day,
+            timezone=standing.zone,
+            resets_at=standing.resets_at,
+            resets_in=standing.resets_in,
+            key=KeyGauges(id=key.key_id or 0, **gauges_of(key)) if key is not None else None,
+            **gauges_of(own),
+        )
+
+
+class ModelOut(BaseModel):
+    id: str = Field(description="The name to ask for (an alias is listed as well).")
+    model: str = Field(description="The model the name stands for.")
+    kind: str = Field(description="'chat' or 'completion' (a legacy prompt model).")
+    context_window: int
+    owned_by: str
+
+
+class ModelsOut(BaseModel):
+    object: str = "list"
+    default: str | None = Field(description="What a conversation with no model of its own uses.")
+    data: list[ModelOut]

@@ -126,7 +126,8 @@ def check_cookie_write(scope: Scope) -> None:
     that rests on it is refused when ``Sec-Fetch-Site`` says another site made it (or, from a
     browser without that header, when ``Origin`` names another host), and when its body is not
     JSON: a form or ``text/plain`` body is what a page can send to another site without asking
-    first. Bearer credentials are never sent by a browser on its own, so they need neither
+    first (an ``application/zip`` upload is held to the same rule of origin, and is no form
+    either). Bearer credentials are never sent by a browser on its own, so they need neither
     check; reading requests (GET) change nothing.
     """
     if scope.get("method", "GET") in _SAFE_METHODS:
@@ -134,9 +135,11 @@ def check_cookie_write(scope: Scope) -> None:
     check_cookie_site(scope)
     headers = dict(scope["headers"])
     has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
-    if has_body and not is_json(headers.get(b"content-type", b"")):
+    content_type = headers.get(b"content-type", b"")
+    if has_body and not (is_json(content_type) or is_zip(content_type)):
         raise UnsupportedMediaType(
-            "A request made with the login cookie must send its body as application/json."
+            "A request made with the login cookie must send its body as application/json "
+            "(or an upload as application/zip)."
         )
 
 
@@ -160,6 +163,12 @@ def check_cookie_site(scope: Scope) -> None:
             "A request from another site cannot use the login cookie; "
             "send an API key as 'Authorization: Bearer' instead."
         )
+
+
+def is_zip(content_type: bytes) -> bool:
+    """An archive upload: like JSON, a type no page can send to another site without asking
+    first (it is not one of the types a form may send)."""
+    return content_type.partition(b";")[0].strip().lower() == b"application/zip"
 
 
 def is_json(content_type: bytes) -> bool:

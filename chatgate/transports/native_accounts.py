@@ -25,9 +25,12 @@ from chatgate.transports.account_schemas import (
     LoginOut,
     LogoutIn,
     MeOut,
+    ModelOut,
+    ModelsOut,
     NewKeyOut,
     PasswordIn,
     Quota,
+    TodayOut,
     UsageOut,
     UsageRowOut,
     UserOut,
@@ -200,6 +203,36 @@ async def my_usage(
         start=first, end=last, user_id=caller.user_id, group_by=groups
     )
     return UsageOut(start=first, end=last, group_by=groups, rows=[UsageRowOut.of(r) for r in rows])
+
+
+@router.get("/usage/today", tags=["usage"])
+async def my_day(caller: Caller, services: ServicesDep) -> TodayOut:
+    """Where the caller stands today: used and remaining requests and tokens against the limits
+    that apply, the last minute's requests, those running now, and when the day turns."""
+    return TodayOut.of_standing(await services.quotas.standing(caller))
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+
+@router.get("/models", tags=["models"])
+async def my_models(caller: Caller, services: ServicesDep) -> ModelsOut:
+    """The models the caller may use, with what a picker shows of them."""
+    models = services.models
+    names = models.names(caller)
+    cards = []
+    for name in names:
+        route = models.resolve(name)
+        cards.append(
+            ModelOut(
+                id=name,
+                model=route.name,
+                kind=route.config.kind,
+                context_window=services.conversations.window(route),
+                owned_by=route.owned_by,
+            )
+        )
+    return ModelsOut(default=names[0] if names else None, data=cards)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -19,7 +20,8 @@ from starlette.responses import Response
 
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
-from chatgate.core.errors import InvalidRequest
+from chatgate.core.conversations import ContextPreview
+from chatgate.core.errors import InvalidRequest, PayloadTooLarge
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.validation import MAX_INT
 from chatgate.transports.account_schemas import Incoming
@@ -42,23 +44,45 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 }
 
 Caller = Annotated[Principal, Depends(authenticate)]
+# The import route's body limit as the framework enforces it: ``max_import_bytes`` may be at
+# most this, and the route holds the body to that setting itself while reading it.
+MAX_IMPORT_CEILING = 1 << 30
 
 
 # ---- wire models ------------------------------------------------------------------------------
+
+
+Temperature = Annotated[float | None, Field(ge=0, le=2)]
+MaxTokens = Annotated[int | None, Field(ge=1, le=MAX_INT)]
 
 
 class ConversationIn(Incoming):
     title: str | None = Field(default=None, max_length=255)
     system: str | None = None
     model: str | None = None
+    temperature: Temperature = None
+    max_tokens: MaxTokens = None
 
 
 class ConversationPatch(Incoming):
-    """Fields to change; those left out stay as they are."""
+    """Fields to change; those left out stay as they are. ``model``, ``temperature`` and
+    ``max_tokens`` are what replies use when a request names none; ``null`` clears one."""
 
     title: str | None = Field(default=None, max_length=255)
     system: str | None = None
     current_leaf_id: str | None = Field(default=None, max_length=64)
+    pinned: bool | None = None
+    model: str | None = Field(default=None, max_length=128)
+    temperature: Temperature = None
+    max_tokens: MaxTokens = None
+
+    def reply_settings(self) -> dict[str, Any]:
+        """The reply settings the body names, ``null`` ones included (they clear)."""
+        return {
+            name: getattr(self, name)
+            for name in ("model", "temperature", "max_tokens")
+            if name in self.model_fields_set
+        }
 
 
 class ConversationOut(BaseModel):
@@ -69,6 +93,9 @@ class ConversationOut(BaseModel):
     current_leaf_id: str | None
     created_at: float
     updated_at: float
+    pinned: bool
+    temperature: float | None
+    max_tokens: int | None
 
     @classmethod
     def of(cls, c: ConversationSummary) -> ConversationOut:
@@ -80,6 +107,9 @@ class ConversationOut(BaseModel):
             current_leaf_id=c.current_leaf_id,
             created_at=c.created_at,
             updated_at=c.updated_at,
+            pinned=c.pinned,
+            temperature=c.temperature,
+            max_tokens=c.max_tokens,
         )
 
 
@@ -126,6 +156,56 @@ class ConversationDetail(ConversationOut):
 class ConversationPage(BaseModel):
     data: list[ConversationOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class ImportOut(BaseModel):
+    imported: int = Field(description="conversations added")
+    skipped: int = Field(description="conversations this user had already imported")
+    messages: int = Field(description="messages added")
+    ids: list[str] = Field(description="ids of the conversations added")
+
+
+class ContextMessageOut(BaseModel):
+    id: str
+    role: str
+    tokens: int = Field(description="as the fitting counts it: text and per-message overhead")
+    included: bool
+
+
+class ContextOut(BaseModel):
+    conversation_id: str
+    leaf_id: str | None = Field(description="the next question would follow this message")
+    model: str
+    context_window: int
+    reply_reserve: int = Field(description="tokens kept free for the reply")
+    budget: int = Field(description="context_window - reply_reserve")
+    system_tokens: int
+    tokens_sent: int = Field(description="system prompt and included messages")
+    exact: bool = Field(description="counted by tiktoken (else estimated)")
+    max_history_turns: int | None
+    included: int
+    left_out: int
+    messages: list[ContextMessageOut] = Field(description="the path, root first")
+
+    @classmethod
+    def of(cls, p: ContextPreview) -> ContextOut:
+        entries = [ContextMessageOut(**asdict(e)) for e in p.entries]
+        included = sum(1 for e in entries if e.included)
+        return cls(
+            conversation_id=p.conversation_id,
+            leaf_id=p.leaf_id,
+            model=p.model,
+            context_window=p.context_window,
+            reply_reserve=p.reply_reserve,
+            budget=p.budget,
+            system_tokens=p.system_tokens,
+            tokens_sent=p.tokens_sent,
+            exact=p.exact,
+            max_history_turns=p.max_history_turns,
+            included=included,
+            left_out=len(entries) - included,
+            messages=entries,
+        )
 
 
 class Ask(Incoming):
@@ -177,9 +257,61 @@ async def create_conversation(
     check_sizes(services_of(request).settings, system=body.system)
     conversations = services_of(request).conversations
     state = await conversations.create(
-        caller, title=body.title, system_prompt=body.system, model=body.model
+        caller,
+        title=body.title,
+        system_prompt=body.system,
+        model=body.model,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
     )
     return ConversationOut.of(await conversations.summary(caller, state.id))
+
+
+@router.post(
+    "/import",
+    response_model=ImportOut,
+    max_body_size=MAX_IMPORT_CEILING,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "ChatGPT's data export: the .zip as downloaded, or its "
+            "conversations.json; at most `max_import_bytes`.",
+            "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            },
+        }
+    },
+)
+async def import_conversations(request: Request, caller: Caller) -> ImportOut:
+    """Import a ChatGPT export for the caller, keeping its branches and titles; the same export
+    imported again adds nothing."""
+    limit = services_of(request).settings.max_import_bytes
+    raw = await read_upload(request, limit)
+    result = await services_of(request).conversations.import_upload(caller, raw, limit)
+    return ImportOut(
+        imported=result.imported, skipped=result.skipped, messages=result.messages, ids=result.ids
+    )
+
+
+async def read_upload(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to be larger than ``limit``."""
+    too_large = PayloadTooLarge(
+        f"The upload is larger than {limit} bytes (the server's max_import_bytes)."
+    )
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise too_large
+        parts.append(part)
+    if not size:
+        raise InvalidRequest("Send the export as the request body.", param="file")
+    return b"".join(parts)
 
 
 @router.get("", response_model=ConversationPage)
@@ -189,10 +321,21 @@ async def list_conversations(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     q: Annotated[str | None, Query(max_length=500, description="words to search for")] = None,
+    pinned: Annotated[
+        bool | None, Query(description="only pinned (true) or unpinned (false) ones")
+    ] = None,
+    pinned_first: Annotated[
+        bool, Query(description="pinned ones first, then the rest, in one paged list")
+    ] = False,
 ) -> ConversationPage:
     """Your conversations, newest first; ``q`` searches titles and messages."""
     page = await services_of(request).conversations.page(
-        caller.user_id, limit=limit, cursor=cursor, query=q
+        caller.user_id,
+        limit=limit,
+        cursor=cursor,
+        query=q,
+        pinned=pinned,
+        pinned_first=pinned_first,
     )
     return ConversationPage(
         data=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
@@ -211,7 +354,8 @@ async def get_conversation(
 async def change_conversation(
     conversation_id: str, body: ConversationPatch, request: Request, caller: Caller
 ) -> ConversationOut:
-    """Rename, change the system prompt, or make another message the current leaf."""
+    """Rename, change the system prompt, make another message the current leaf, pin or unpin,
+    or change the model, temperature and max_tokens replies use by default."""
     check_sizes(services_of(request).settings, system=body.system)
     conversations = services_of(request).conversations
     await conversations.change(
@@ -220,8 +364,33 @@ async def change_conversation(
         title=body.title,
         system_prompt=body.system,
         leaf_id=body.current_leaf_id,
+        pinned=body.pinned,
+        reply_settings=body.reply_settings(),
     )
     return ConversationOut.of(await conversations.summary(caller, conversation_id))
+
+
+@router.get("/{conversation_id}/context", response_model=ContextOut)
+async def context_preview(
+    conversation_id: str,
+    request: Request,
+    caller: Caller,
+    leaf_id: Annotated[
+        str | None, Query(max_length=64, description="default: the current leaf")
+    ] = None,
+    model: Annotated[
+        str | None, Query(max_length=128, description="default: the conversation's")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="default: the conversation's")
+    ] = None,
+) -> ContextOut:
+    """Which messages of the path to ``leaf_id`` the next question would be sent with: the
+    newest ones that fit the model's context window, as a reply fits them."""
+    preview = await services_of(request).conversations.preview(
+        caller, conversation_id, leaf_id=leaf_id, model=model, max_tokens=max_tokens
+    )
+    return ContextOut.of(preview)
 
 
 @router.delete("/{conversation_id}", status_code=204)
@@ -311,7 +480,7 @@ async def _exchange(
         model=model,
         messages=messages,
         stream=ask.stream,
-        params=ask.params(),
+        params=await services.conversations.params_for(caller, conversation_id, ask.params()),
         conversation_id=conversation_id,
         **place,
     )

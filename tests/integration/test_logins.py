@@ -107,7 +107,7 @@ def test_disabling_a_user_ends_their_logins_and_keys_at_once(gateway: Gateway) -
     gateway.run(gateway.services.accounts.update_user("alice", disabled=True))
     assert me(gateway, token).status_code == 401
     assert me(gateway, key).status_code == 401
-    assert login(gateway, "alice", PASSWORD).status_code == 401
+    assert login(gateway, "alice", PASSWORD).status_code == 403
 
 
 def test_logout_ends_only_that_login(gateway: Gateway) -> None:
@@ -225,7 +225,7 @@ def test_malformed_login_gets_a_clear_error(gateway: Gateway, body: dict[str, ob
     ("path", "fields"),
     [("/api/v1/auth/login", ("username", "password")), ("/token", ("u", "p"))],
 )
-def test_a_disabled_account_answers_a_right_password_as_it_does_a_wrong_one(
+def test_a_disabled_account_says_so_to_its_right_password_only(
     gateway: Gateway, path: str, fields: tuple[str, str]
 ) -> None:
     gateway.user("alice", PASSWORD)
@@ -237,5 +237,6 @@ def test_a_disabled_account_answers_a_right_password_as_it_does_a_wrong_one(
         return response.status_code, response.json()
 
     right, wrong = attempt("alice", PASSWORD), attempt("alice", OTHER_PASSWORD)
-    assert right == wrong == attempt("nobody", OTHER_PASSWORD)
-    assert right[0] == 401
+    assert wrong == attempt("nobody", OTHER_PASSWORD)
+    assert wrong[0] == 401 and "disabled" not in str(wrong[1])
+    assert right[0] == 403 and "disabled" in str(right[1])

@@ -198,3 +198,20 @@ async def test_a_take_whose_caller_left_before_the_answer_is_given_back() -> Non
         assert (after.counts[0].requests, after.counts[0].streams) == (1, 1)
     finally:
         await _remove(backend)
+
+
+async def test_peek_shows_the_counters_and_takes_nothing(backend: QuotaBackend) -> None:
+    scope = user(Limits(daily_requests=3, rpm=5, max_streams=2))
+    other = user(Limits(), ident=2)
+    assert [c.requests for c in await backend.peek([scope, other], DAY, NOW)] == [0, 0]
+    assert (await backend.take([scope], DAY, NOW)).ok
+    assert (await backend.take([scope], DAY, NOW + 30)).ok
+    backend.release([scope.key], DAY, counted=True, tokens=40, now=NOW + 31)
+    await backend.drain()
+    seen, untouched = await backend.peek([scope, other], DAY, NOW + 45)
+    assert (seen.requests, seen.tokens, seen.minute, seen.streams) == (2, 40, 2, 1)
+    assert (untouched.requests, untouched.tokens) == (0, 0)
+    later = (await backend.peek([scope], DAY, NOW + 75))[0]
+    assert (later.requests, later.minute) == (2, 1)  # the first one left the minute's window
+    assert (await backend.peek([scope], DAY, NOW + 75))[0].requests == 2  # peeking took nothing
+    assert (await backend.peek([scope], "2026-03-02", NOW + 86400))[0].requests == 0
