@@ -138,7 +138,7 @@ class Runs:
     def __init__(
         self,
         keep_seconds: float = 600.0,
-        size: int = 1000,
+        size: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runs: OrderedDict[str, Run] = OrderedDict()

@@ -100,6 +100,9 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     call_id, name = item.get("call_id"), item.get("name")
     if not isinstance(call_id, str) or not isinstance(name, str) or not name:
         raise InvalidRequest(f"'{where}' needs a call_id and a name.", param=where)
+    space = item.get("namespace")
+    if isinstance(space, str) and space:
+        name = space + NAMESPACE_SEPARATOR + name
     arguments = item.get("arguments")
     return {
         "id": call_id,
@@ -155,9 +158,23 @@ def to_messages(raw_input: Any, instructions: Any) -> list[Message]:
 # ---- parameters ----------------------------------------------------------------------------
 
 
+NAMESPACE_SEPARATOR = "__"
+"""Joins a namespace and a tool's name into one chat function name (``crm__find``)."""
+
+
+def _chat_tool(tool: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("A function tool needs a name.", param="tools")
+    function = {k: tool[k] for k in ("description", "parameters", "strict") if k in tool}
+    return {"type": "function", "function": {"name": prefix + name, **function}}
+
+
 def function_tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """The function tools as chat tools, and the kinds of the hosted tools left out (no
-    upstream behind a Chat Completions API can run them)."""
+    upstream behind a Chat Completions API can run them). The function tools of a
+    ``namespace`` become chat functions named ``namespace__name``; a call of one is answered
+    with its ``namespace`` and ``name`` apart again."""
     if tools is None:
         return [], []
     if not isinstance(tools, list):
@@ -167,17 +184,33 @@ def function_tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
     for tool in tools:
         if not isinstance(tool, dict):
             raise InvalidRequest("Every tool must be an object.", param="tools")
-        if tool.get("type") != "function":
-            left_out.append(str(tool.get("type")))
+        kind = tool.get("type")
+        if kind == "function":
+            chat_tools.append(_chat_tool(tool))
             continue
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("A function tool needs a name.", param="tools")
-        function = {
-            k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool
-        }
-        chat_tools.append({"type": "function", "function": function})
+        inner = [t for t in tool.get("tools") or () if isinstance(t, dict)]
+        functions = [t for t in inner if t.get("type") == "function"]
+        space = tool.get("name")
+        if kind == "namespace" and isinstance(space, str) and space and functions:
+            prefix = space + NAMESPACE_SEPARATOR
+            chat_tools += [_chat_tool(t, prefix) for t in functions]
+            if len(functions) < len(inner):
+                left_out.append(f"{space} (its custom tools)")
+            continue
+        left_out.append(str(kind))
     return chat_tools, left_out
+
+
+def namespaces(tools: Any) -> dict[str, tuple[str, str]]:
+    """Each namespaced function's chat name, and its namespace and own name."""
+    out: dict[str, tuple[str, str]] = {}
+    for tool in tools if isinstance(tools, list) else ():
+        space = tool.get("name") if isinstance(tool, dict) else None
+        if isinstance(space, str) and tool.get("type") == "namespace":
+            for inner in tool.get("tools") or ():
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    out[f"{space}{NAMESPACE_SEPARATOR}{inner['name']}"] = (space, inner["name"])
+    return out
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -417,7 +450,10 @@ def error_object(exc: ChatgateError) -> dict[str, Any]:
 
 def as_chat_call(item: dict[str, Any]) -> dict[str, Any]:
     """A ``function_call`` output item as a chat tool call."""
-    function = {"name": item["name"], "arguments": item["arguments"]}
+    name = item["name"]
+    if item.get("namespace"):
+        name = item["namespace"] + NAMESPACE_SEPARATOR + name
+    function = {"name": name, "arguments": item["arguments"]}
     return {"id": item["call_id"], "type": "function", "function": function}
 
 
@@ -457,6 +493,7 @@ class ResponseBuilder:
         self.text_index: int | None = None
         self.text_open = False
         self.calls: dict[int, _Call] = {}
+        self.namespaces = namespaces(echo.body.get("tools"))
         self.response = self._snapshot("in_progress")
 
     def _snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
@@ -577,6 +614,7 @@ class ResponseBuilder:
                 "arguments": "",
                 "status": "in_progress",
             }
+            self._name(item)
             call = self.calls[index] = _Call(item, len(self.output))
             self.output.append(item)
             added = self._event("response.output_item.added", output_index=call.index, item=item)
@@ -596,6 +634,12 @@ class ResponseBuilder:
             )
         return out
 
+    def _name(self, item: dict[str, Any]) -> None:
+        """A namespaced function's call names its namespace and its own name apart."""
+        found = self.namespaces.get(item["name"])
+        if found is not None:
+            item["namespace"], item["name"] = found
+
     def _close_calls(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for call in self.calls.values():
@@ -603,6 +647,7 @@ class ResponseBuilder:
                 continue
             call.done = True
             call.item["status"] = "completed"
+            self._name(call.item)
             out.append(
                 self._event(
                     "response.function_call_arguments.done",
@@ -685,6 +730,8 @@ def replayed_events(stored: dict[str, Any]) -> list[dict[str, Any]]:
                 "id": item["call_id"],
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
+            if item.get("namespace"):
+                build.namespaces[item["name"]] = (item["namespace"], item["name"])
             events += build.feed(Delta(tool_calls=[piece]))
     status = stored["status"]
     events += build._close_text("completed" if status == "completed" else "incomplete")

@@ -47,6 +47,11 @@ CASES: dict[str, dict[str, Any]] = {
         "metadata": {"run": "1"},
     },
     "not-stored": {"input": "hi", "store": False},
+    "namespace-call": {
+        "input": "hi",
+        "tools": [{"type": "namespace", "name": "ns", "description": "d", "tools": [LOOKUP]}],
+        "tool_choice": "required",
+    },
     "codex-hints": {
         "input": [{"type": "message", "id": "m1", "role": "user", "content": "hi"}],
         "tools": [

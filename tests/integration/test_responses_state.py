@@ -96,14 +96,43 @@ def test_a_codex_style_request_is_answered_and_its_hosted_tools_are_left_out(
     }
     response = _post(relayed, key, body)
     assert response.status_code == 200, response.text
-    assert response.headers["x-chatgate-tools-left-out"] == "web_search, namespace"
+    assert response.headers["x-chatgate-tools-left-out"] == "web_search"
     data = [json.loads(line[6:]) for line in response.text.splitlines() if line[:6] == "data: "]
     assert data[-1]["type"] == "response.completed"
     assert data[-1]["response"]["usage"]["total_tokens"] > 0
     sent = demo_upstream.app.requests[-1]
-    assert [t["function"]["name"] for t in sent["tools"]] == ["lookup"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["lookup", "crm__find"]
     for hint in ("include", "prompt_cache_key", "client_metadata", "store"):
         assert hint not in sent
+
+
+def test_a_namespaced_function_is_called_by_its_namespace_and_name(
+    relayed: Gateway, demo_upstream: Any
+) -> None:
+    client = _client(relayed)
+    crm: Any = {
+        "type": "namespace",
+        "name": "crm",
+        "description": "CRM tools",
+        "tools": [{"type": "function", "name": "find", "parameters": {"type": "object"}}],
+    }
+    called = client.responses.create(
+        model="demo", input="Find Ada", tools=[crm], tool_choice="required"
+    )
+    call = called.output[-1]
+    assert call.type == "function_call"
+    assert (call.namespace, call.name) == ("crm", "find")  # type: ignore[union-attr]
+    answered = client.responses.create(
+        model="demo",
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Ada, 1815"}],
+        tools=[crm],
+        previous_response_id=called.id,
+    )
+    assert "Ada, 1815" in answered.output_text
+    sent = demo_upstream.app.requests[-1]["messages"]
+    assert sent[-2]["tool_calls"][0]["function"]["name"] == "crm__find"
+    replayed = list(client.responses.retrieve(called.id, stream=True))
+    assert replayed[-1].response.output[-1].namespace == "crm"
 
 
 @pytest.mark.parametrize(
