@@ -7,6 +7,12 @@ Client frames: ``{"type": "auth", "token"}`` (unless the handshake carried a Bea
 Server frames, each with the request's ``id``: ``delta``, ``done``, ``error`` and ``pong``.
 A cancelled request ends with an ``error`` whose code is ``cancelled``; a closed socket cancels
 everything on it. In both cases the partial reply is kept.
+
+A chat frame with ``"resumable": true`` runs its reply as a job (``core/replies.py``): a ``reply``
+frame names it first, its ``delta``/``done``/``error`` frames carry ``seq``, and a closed socket
+only stops the following; ``{"type": "resume", "id", "reply_id", "after"}`` follows it again
+after event ``after``, on any socket of its owner. ``cancel`` stops the reply itself, which
+then ends with a ``done`` frame whose finish reason is ``cancelled``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from chatgate.core.errors import (
     NotFound,
 )
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done
+from chatgate.core.replies import stored_error
+from chatgate.core.reply_store import ReplyEvent, ReplyInfo
 from chatgate.transports.http_common import services_of
+from chatgate.transports.native_replies import ReplyOut
 from chatgate.transports.openai_http import parse_chat
 from chatgate.transports.ws_session import Session, SocketGone, handshake_token
 
@@ -37,7 +46,7 @@ RequestId = str | int | None
 log = logging.getLogger("chatgate.ws")
 # What a request that failed in a way nobody foresaw is told; the traceback goes to the log.
 UNFORESEEN = ChatgateError("Something went wrong on our side; the error has been logged.")
-_NOT_PARAMS = ("type", "id", "stream", "stream_options", "prompt")
+_NOT_PARAMS = ("type", "id", "stream", "stream_options", "prompt", "resumable")
 
 
 # ---- the one place errors become frames -----------------------------------------------------
@@ -99,6 +108,20 @@ def render(rid: RequestId, event: ChatEvent) -> str | None:
     return error_frame(rid, event.error)
 
 
+def reply_frame(rid: RequestId, info: ReplyInfo) -> str:
+    return _dump({**ReplyOut.of(info).model_dump(), "type": "reply", "id": rid})
+
+
+def render_kept(rid: RequestId, event: ReplyEvent) -> str:
+    """An event of a resumable reply, with its number."""
+    if event.kind == "error":
+        frame = orjson.loads(error_frame(rid, stored_error(event.data)))
+    else:
+        frame = {**event.data, "type": event.kind, "id": rid}
+    frame["seq"] = event.seq
+    return _dump(frame)
+
+
 def _request_id(frame: dict[str, Any]) -> RequestId:
     rid = frame.get("id")
     if rid is None or (isinstance(rid, str) and 0 < len(rid) <= 128):
@@ -117,6 +140,8 @@ class Connection:
     def __init__(self, session: Session, token: str | None) -> None:
         self.session = session
         self.token = token
+        self.replies: dict[RequestId, str] = {}
+        """The resumable replies followed on this socket, by request id."""
 
     async def handle(self, frame: str | bytes) -> None:
         rid: RequestId = None
@@ -145,14 +170,22 @@ class Connection:
         if kind == "chat":
             self._chat(data, rid)
         elif kind == "cancel":
-            if rid is None or not self.session.cancel(rid):
+            reply_id = self.replies.get(rid)
+            if reply_id is not None and self.token is not None:
+                principal = await self.session.services.accounts.authenticate(self.token)
+                await self.session.services.replies.cancel(principal, reply_id)
+            elif rid is None or not self.session.cancel(rid):
                 raise NotFound("No request with this id is in flight.", param="id")
+        elif kind == "resume":
+            await self._resume(data, rid)
         elif kind == "ping":
             await self.session.send(_dump({"type": "pong", "id": rid}))
         elif kind == "auth":
             await self._auth(data, rid)
         else:
-            raise InvalidRequest("'type' must be one of chat, cancel, ping, auth.", param="type")
+            raise InvalidRequest(
+                "'type' must be one of chat, cancel, resume, ping, auth.", param="type"
+            )
 
     async def _auth(self, data: dict[str, Any], rid: RequestId) -> None:
         token = data.get("token")
@@ -175,7 +208,51 @@ class Connection:
             raise LimitExceeded("Too many requests in flight on this socket.", retry_after=1.0)
         request = parse_request(data)
         crash = error_frame(rid, UNFORESEEN)
-        self.session.start(rid, self._stream(rid, request, self.token), crash)
+        resumable = data.get("resumable", False)
+        if not isinstance(resumable, bool):
+            raise InvalidRequest("'resumable' must be true or false.", param="resumable")
+        work = self._job if resumable else self._stream
+        self.session.start(rid, work(rid, request, self.token), crash)
+
+    async def _resume(self, data: dict[str, Any], rid: RequestId) -> None:
+        if self.token is None:
+            raise AuthenticationFailed("Authenticate first: send {'type': 'auth', 'token': KEY}.")
+        reply_id, after = data.get("reply_id"), data.get("after", 0)
+        if not isinstance(reply_id, str) or not 0 < len(reply_id) <= 100:
+            raise InvalidRequest("'reply_id' must be a reply's id.", param="reply_id")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidRequest("'after' must be the last event number received.", param="after")
+        if rid is None:
+            raise InvalidRequest("A resume frame needs an 'id'.", param="id")
+        if self.session.running(rid):
+            raise InvalidRequest("A request with this id is already in flight.", param="id")
+        services = self.session.services
+        principal = await services.accounts.authenticate(self.token)
+        info = await services.replies.get(principal, reply_id)
+        self.session.start(rid, self._follow(rid, info, after), error_frame(rid, UNFORESEEN))
+
+    async def _job(self, rid: RequestId, request: ChatRequest, token: str) -> None:
+        """A resumable reply: started as a job, then followed like any attach."""
+        services = self.session.services
+        try:
+            principal = await services.accounts.authenticate(token)
+            info = await services.replies.start(principal, request)
+        except ChatgateError as exc:
+            await self.session.send(error_frame(rid, exc))
+            return
+        await self._follow(rid, info, 0)
+
+    async def _follow(self, rid: RequestId, info: ReplyInfo, after: int) -> None:
+        replies = self.session.services.replies
+        self.replies[rid] = info.reply_id
+        try:
+            await self.session.send(reply_frame(rid, info))
+            async with aclosing(replies.follow(info, after)) as events:
+                async for event in events:
+                    if event is not None:
+                        await self.session.send(render_kept(rid, event))
+        finally:
+            self.replies.pop(rid, None)
 
     async def _stream(self, rid: RequestId, request: ChatRequest, token: str) -> None:
         session = self.session

@@ -5,6 +5,7 @@ within the grace period, and is seen by nobody else."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from faulty_upstream import FaultyUpstream, cut_after, status
 from support import Gateway
 from upstream_rig import eventually
+from websockets.sync.client import ClientConnection, connect
 
 from chatgate.providers.demo import compose_reply
 
@@ -364,3 +366,62 @@ def test_an_upstream_failure_is_an_error_event_that_a_reattach_sees_too(
     conversation = alice.http.get(f"{API}/conversations/{early.reply['conversation_id']}")
     assert [m["id"] for m in conversation.json()["messages"]] == [early.reply["parent_id"]]
     alice.http.close()
+
+
+def ws_frames(ws: ClientConnection, rid: str, until: Callable[[dict[str, Any]], bool]) -> list[Any]:
+    frames: list[dict[str, Any]] = []
+    while not frames or not until(frames[-1]):
+        frame = orjson.loads(ws.recv(timeout=15))
+        if frame["id"] == rid:
+            frames.append(frame)
+    return frames
+
+
+def test_a_websocket_client_resumes_a_reply_on_a_new_socket(users: Callable[[str], User]) -> None:
+    alice = users("alice")
+    key = alice.http.headers["Authorization"].removeprefix("Bearer ")
+    url = alice.gateway.url.replace("http", "ws", 1) + "/api/v1/ws"
+    ask = {"type": "chat", "id": "q1", "model": "demo", "resumable": True}
+    ask |= {"conversation_id": "new", "messages": [{"role": "user", "content": QUESTION}]}
+    with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        ws.send(orjson.dumps(ask).decode())
+        first = ws_frames(ws, "q1", lambda f: f.get("seq") == 3)
+    reply = first[0]
+    assert reply["type"] == "reply" and reply["reply_id"].startswith("rpl_")
+    assert [f["seq"] for f in first[1:]] == [1, 2, 3]
+    resume = {"type": "resume", "id": "again", "reply_id": reply["reply_id"], "after": 3}
+    with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        ws.send(orjson.dumps(resume).decode())
+        rest = ws_frames(ws, "again", lambda f: f["type"] in ("done", "error"))
+    assert rest[0]["type"] == "reply" and rest[0]["reply_id"] == reply["reply_id"]
+    assert [f["seq"] for f in rest[1:]] == list(range(4, 4 + len(rest) - 1))
+    assert rest[-1]["type"] == "done" and rest[-1]["finish_reason"] == "stop"
+    text = "".join(f["text"] for f in first[1:] + rest[1:-1])
+    assert text == compose_reply(QUESTION)
+    stored = alice.stored(reply["conversation_id"], reply["message_id"])
+    assert stored["content"] == text
+
+
+def test_a_websocket_cancel_stops_a_resumable_reply_and_keeps_it(
+    users: Callable[[str], User],
+) -> None:
+    alice, bob = users("alice"), users("bob")
+    key = alice.http.headers["Authorization"].removeprefix("Bearer ")
+    url = alice.gateway.url.replace("http", "ws", 1) + "/api/v1/ws"
+    ask = {"type": "chat", "id": 7, "model": "demo", "resumable": True}
+    ask |= {"conversation_id": "new", "messages": [{"role": "user", "content": QUESTION}]}
+    with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        ws.send(orjson.dumps(ask).decode())
+        head = ws_frames(ws, 7, lambda f: f.get("seq") == 2)
+        reply = head[0]
+        bob_key = bob.http.headers["Authorization"].removeprefix("Bearer ")
+        with connect(url, additional_headers={"Authorization": f"Bearer {bob_key}"}) as other:
+            other.send(json.dumps({"type": "resume", "id": 1, "reply_id": reply["reply_id"]}))
+            refused = orjson.loads(other.recv(timeout=15))
+        assert refused["type"] == "error" and refused["code"] == "not_found"
+        ws.send(orjson.dumps({"type": "cancel", "id": 7}).decode())
+        tail = ws_frames(ws, 7, lambda f: f["type"] in ("done", "error"))
+    assert tail[-1]["type"] == "done" and tail[-1]["finish_reason"] == "cancelled"
+    text = "".join(f["text"] for f in head[1:] + tail[:-1])
+    stored = alice.stored(reply["conversation_id"], reply["message_id"])
+    assert stored["content"] == text and stored["finish_reason"] == "cancelled"
