@@ -90,6 +90,7 @@ class Options:
     runs: int = 5
     quick: bool = False
     output: Path | None = None
+    trace: Path | None = None
 
     @classmethod
     def quick_run(cls) -> Options:
@@ -160,9 +161,8 @@ class Server:
             self.stop()
             raise
         self.url = f"http://127.0.0.1:{self.gateway.port}"
-        token = httpx.post(
-            self.url + "/api/v1/auth/login", json={"username": USER, "password": PASSWORD}
-        ).json()["token"]
+        login = {"username": USER, "password": PASSWORD}
+        token = httpx.post(self.url + "/api/v1/auth/login", json=login, timeout=60).json()["token"]
         self.api = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
@@ -239,7 +239,7 @@ def measure_weight(browser: Browser, url: str, conversation: str, results: Resul
     loaded: list[Request] = []
     page.on("requestfinished", lambda request: loaded.append(request))
     page.goto(f"/c/{conversation}")
-    page.locator("[data-id]").first.wait_for(state="visible")
+    page.locator(".messages [data-id]").first.wait_for(state="visible")
     results.first_message_ms = float(page.evaluate("performance.now()"))
     for request in list(loaded):
         kind = request.resource_type
@@ -287,25 +287,34 @@ def measure_open(
 
 
 def measure_stream(
-    browser: Browser, url: str, conversation: str, tokens: int, results: Results
+    browser: Browser,
+    url: str,
+    conversation: str,
+    options: Options,
+    results: Results,
 ) -> None:
-    """Send a question from the page and watch the long reply stream in."""
+    """Send a question from the page and watch the long reply stream in; with ``--trace``,
+    Chromium's performance trace of it (open it in DevTools' Performance panel)."""
     context, page = logged_in(browser, url)
     page.goto(f"/c/{conversation}")
     page.locator('.messages[data-ready="1"]').wait_for()
     results.long_task_api = bool(page.evaluate("!window.__bench.noLongtaskApi"))
     box = page.locator("#chat-input")
     box.fill("Write the whole guide, please.")
+    if options.trace is not None:
+        browser.start_tracing(page=page, path=options.trace)
     started = float(page.evaluate("performance.now()"))
     box.press("Enter")
     page.locator(".msg-assistant[data-streaming]").first.wait_for()
     page.locator(".msg-assistant[data-streaming]").first.wait_for(state="detached")
     ended = float(page.evaluate("performance.now()"))
+    if options.trace is not None:
+        browser.stop_tracing()
     reply = page.locator(".msg-assistant").last
     results.stream_finish = str(reply.get_attribute("data-finish") or "")
     results.stream_chars_shown = len(reply.inner_text())
     results.stream_seconds = (ended - started) / 1000
-    results.stream_tokens = tokens
+    results.stream_tokens = options.tokens
     tasks = page.evaluate("window.__bench.longtasks")
     results.long_tasks = [
         round(float(t["duration"]), 1)
@@ -336,7 +345,7 @@ def run(options: Options) -> Results:
                 try:
                     measure_weight(browser, server.url, small, results)
                     measure_open(browser, server.url, big, last, options.runs, results)
-                    measure_stream(browser, server.url, empty, options.tokens, results)
+                    measure_stream(browser, server.url, empty, options, results)
                 finally:
                     browser.close()
         finally:
@@ -395,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, help="seconds between pieces (0.005)")
     parser.add_argument("--runs", type=int, help="cached openings measured (5)")
     parser.add_argument("--output", type=Path, help="where to write the JSON")
+    parser.add_argument("--trace", type=Path, help="write Chromium's trace of the stream here")
     args = parser.parse_args(argv)
     options = Options.quick_run() if args.quick else Options()
-    for name in ("messages", "tokens", "interval", "runs", "output"):
+    for name in ("messages", "tokens", "interval", "runs", "output", "trace"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     results = run(options)
