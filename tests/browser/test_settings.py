@@ -129,3 +129,29 @@ def test_a_chatgpt_export_is_imported_by_upload(page: Page, site: Site) -> None:
     sidebar = page.locator("#sidebar")
     expect(sidebar.get_by_text("Boiling eggs")).to_be_visible()
     expect(sidebar.get_by_text("SQL 窗口函数")).to_be_visible()
+
+
+def test_the_model_is_switched_in_the_middle_of_a_conversation(
+    make_site: Callable[..., Site], browser: Browser
+) -> None:
+    site = make_site(model_aliases={"gpt-4": "demo"})
+    api = site.api()
+    conversation = ask(api, "Start with the default", "new")["conversation_id"]
+    context = browser.new_context(base_url=site.url, locale="en-US")
+    page = context.new_page()
+    login(page, *USER)
+    page.goto(f"/c/{conversation}")
+    picker = page.get_by_label("Model", exact=True)
+    expect(picker.locator("option")).to_have_text(["Default (demo)", "demo", "gpt-4"])
+
+    with page.expect_response(lambda r: r.request.method == "PATCH") as saved:
+        picker.select_option("gpt-4")
+    assert saved.value.ok
+    assert api.get(f"/api/v1/conversations/{conversation}").json()["model"] == "gpt-4"
+    expect(picker).to_have_value("gpt-4")
+    with page.expect_request(lambda r: r.method == "POST" and "/messages" in r.url) as sent:
+        box = page.locator("#chat-input")
+        box.fill("Now with the other model")
+        box.press("Enter")
+    assert sent.value.post_data_json["model"] == "gpt-4"
+    context.close()

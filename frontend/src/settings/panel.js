@@ -12,7 +12,8 @@ import { Icon } from '../theme/icons.js';
 import { Dialog } from '../theme/dialog.js';
 import { toast } from '../theme/toast.js';
 import { defaultModel, loadModels } from './models.js';
-import { known, pending, load, save } from './store.js';
+import { known, pending, load, save, remember } from './store.js';
+import { items } from '../sidebar/store.js';
 import { ContextView } from './context.js';
 import { ExportImport } from './export.js';
 
@@ -158,7 +159,14 @@ export function ConversationSettings() {
   }, []);
   useEffect(() => {
     setConversation(null);
-    if (id && (open || !known.value[id])) {
+    if (!id) return;
+    // The sidebar's list already has the settings of the conversations it shows; the whole
+    // conversation (for the context view's texts) is fetched only when the dialog opens.
+    if (!open && !known.value[id]) {
+      const listed = items.value.find((c) => c.id === id);
+      if (listed) remember(listed);
+    }
+    if (open || !known.value[id]) {
       load(id)
         .then(setConversation)
         .catch(() => {});

@@ -17,8 +17,8 @@ export const pending = signal(blank());
 /** Settings known for conversations, by id. @type {import('@preact/signals').Signal<Record<string, Settings>>} */
 export const known = signal({});
 
-/** @param {any} conversation */
-function remember(conversation) {
+/** Keep the settings a conversation object carries. @param {any} conversation */
+export function remember(conversation) {
   known.value = {
     ...known.value,
     [conversation.id]: {
