@@ -101,6 +101,9 @@ class Replies:
         # long as a reply that ended normally would be, then given up on.
         self.running_ttl = chat.settings.routing.request_deadline + self.grace + self.keep
         self._jobs: dict[str, _Job] = {}
+        """Replies that have their place, by id."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Every job's task, those still finding their place included."""
 
     # ---- starting -----------------------------------------------------------------------------
 
@@ -116,6 +119,8 @@ class Replies:
         job = _Job(REPLY_PREFIX + secrets.token_urlsafe(24))
         placed: asyncio.Future[ReplyInfo] = asyncio.get_running_loop().create_future()
         job.task = asyncio.create_task(self._run(job, principal, request, placed))
+        self._tasks.add(job.task)
+        job.task.add_done_callback(self._tasks.discard)
         try:
             return await asyncio.shield(placed)
         except asyncio.CancelledError:
@@ -289,10 +294,12 @@ class Replies:
 
     async def close(self) -> None:
         """Stop every running reply, keeping what each has said, then the store."""
-        jobs = list(self._jobs.values())
-        for job in jobs:
+        placed = {job.task for job in self._jobs.values()}
+        for job in list(self._jobs.values()):
             job.stop()
-        tasks = {job.task for job in jobs if job.task is not None}
+        tasks = set(self._tasks)
+        for task in tasks - placed:
+            task.cancel()  # a reply not placed yet has said nothing to keep
         if tasks:
             await asyncio.wait(tasks)
         await self.store.close()
