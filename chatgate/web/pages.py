@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response
 
 from chatgate.web.headers import REVALIDATE, SECURITY_HEADERS
 
@@ -55,13 +56,19 @@ Reinstall it on a machine that has both (and can reach the npm registry):</p>
 
 
 class PageEndpoint:
-    """Answers ``index.html`` from ``static_dir``, or the 503 page when it is not there."""
+    """Answers ``index.html`` from ``static_dir``, or the 503 page when it is not there.
+
+    The file is read whole (it is small) on every request, so a build that replaces it while
+    the server runs is served at once, and one caught half-way (``vite build`` empties the
+    directory first) is a 503, never an error."""
 
     def __init__(self, static_dir: Path) -> None:
-        self.index = static_dir / "index.html"
+        self.index = anyio.Path(static_dir / "index.html")
 
     async def __call__(self, request: Request) -> Response:
         headers = {**SECURITY_HEADERS, "Cache-Control": REVALIDATE}
-        if not self.index.is_file():
+        try:
+            page = await self.index.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return HTMLResponse(NOT_BUILT, status_code=503, headers=headers)
-        return FileResponse(self.index, media_type="text/html; charset=utf-8", headers=headers)
+        return HTMLResponse(page, headers=headers)

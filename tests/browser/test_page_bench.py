@@ -11,6 +11,7 @@ import pytest
 from bench import page as bench_page
 
 
+@pytest.mark.timeout(900)  # two servers, three browser contexts and 40 requests, once
 def test_the_page_benchmark_measures_weight_opening_and_streaming(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
