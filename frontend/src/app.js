@@ -13,6 +13,11 @@ import { ShortcutsHelp } from './shortcuts/help.js';
 import { Chat } from './chat/chat.js';
 import { t } from './i18n/index.js';
 import './chat/strings.js';
+import { convFor } from './chat/store.js';
+
+// A conversation opened by its address is asked for at once, beside "who am I", not after it.
+const opening = conversationOf(location.pathname);
+if (opening) convFor(opening);
 
 async function whoAmI() {
   try {

@@ -7,7 +7,7 @@ import { signal } from '@preact/signals';
 /** The logged-in user, `null` when logged out, `undefined` while not known yet. */
 export const me = signal(/** @type {Me | null | undefined} */ (undefined));
 /** The open conversation's id, `null` on a new chat. */
-export const conversationId = signal(/** @type {string | null} */ (null));
+export const conversationId = signal(/** @type {string | null} */ (conversationOf(location.pathname)));
 /** The models the user may use: `[{id, ...}]`. */
 export const models = signal(/** @type {Array<{id: string}>} */ ([]));
 /** Today's usage as the account routes give it. */

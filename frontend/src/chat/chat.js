@@ -62,7 +62,8 @@ export function Chat() {
   const list = useRef(/** @type {HTMLDivElement | null} */ (null));
   const stick = useRef(true);
   const [tree, setTree] = useState(false);
-  const [ready, setReady] = useState(false);
+  const [readyFor, setReadyFor] = useState(/** @type {string | null | undefined} */ (undefined));
+  const ready = readyFor === id;
 
   const onGrow = useCallback(() => {
     const el = list.current;
@@ -71,7 +72,6 @@ export function Chat() {
 
   useEffect(() => {
     if (id) emit('conversation-opened', { id });
-    setReady(false);
     stick.current = true;
   }, [id]);
 
@@ -80,7 +80,7 @@ export function Chat() {
     if (!conv.loaded || ready) return;
     const el = list.current;
     if (el) el.scrollTop = el.scrollHeight;
-    setReady(true);
+    setReadyFor(id);
   }, [conv.loaded, v, ready, id]);
 
   const path = conv.path();

@@ -174,6 +174,10 @@ async function load(c) {
     c.bump();
     await resume(c);
   } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      convs.delete(/** @type {string} */ (c.id)); // asked before logging in: ask again after
+      return;
+    }
     c.loadError = e instanceof Error ? e.message : String(e);
     c.loaded = true;
     c.bump();
