@@ -32,6 +32,7 @@ from chatgate.transports import (
     native_conversations,
     native_providers,
     native_replies,
+    native_setup,
     openai_conversations,
     openai_embeddings,
     openai_http,
@@ -65,6 +66,7 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
         "/openapi.json",
         "/api/v1/auth/login",
+        *native_setup.PATHS,  # the first administrator's creation, with the logged link
         "/token",
         *web.PUBLIC_PATHS,  # the web page and its assets
     }
@@ -122,7 +124,8 @@ def create_app(
         services = await Services.open(settings, clock=clock)
         app.state.services = services
         grpc = await _start_grpc(services)
-        install_reload_signal(ProviderAdmin(services.models))
+        install_reload_signal(ProviderAdmin(services.models, services.accounts.audit))
+        await native_setup.announce(services)
         # What start-up made lives as long as the service: out of the collector's way. A request
         # leaves little cyclic garbage, so young collections can be rarer (5% less CPU each).
         gc.collect()
@@ -164,6 +167,7 @@ def create_app(
     app.router.routes.extend(chatapi_http.routes)
     app.include_router(native_accounts.router)
     app.include_router(native_admin.router)
+    app.include_router(native_setup.router)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

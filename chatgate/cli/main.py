@@ -248,7 +248,7 @@ def users_set_quota(
     values = _given_limits(daily_requests, daily_tokens, rpm, max_streams)
 
     async def action(s: Services) -> dict[str, str]:
-        return _limits_shown(s, await s.accounts.set_quota(name, **values))
+        return _limits_shown(s, await s.accounts.set_quota(name, by=None, **values))
 
     shown = with_services(action)
     console.print(f"quota of {name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
@@ -385,7 +385,7 @@ def keys_set_quota(
 ) -> None:
     """Set a key's own limits, which bind its requests on top of its owner's."""
     values = _given_limits(daily_requests, daily_tokens, rpm, max_streams)
-    info = with_services(lambda s: s.accounts.set_key_quota(key_id, **values))
+    info = with_services(lambda s: s.accounts.set_key_quota(key_id, by=None, **values))
     console.print(f"quota of key {info.id} ({info.prefix}…): {_quota_text(info.quota, 'none')}")
 
 

@@ -59,7 +59,7 @@ class LocalClient:
             user = await accounts.get_user(self.username)
         except NotFound:
             await accounts.ensure_user(self.username)
-            await accounts.set_quota(self.username, **dict.fromkeys(QUOTA_FIELDS, -1))
+            await accounts.set_quota(self.username, by=None, **dict.fromkeys(QUOTA_FIELDS, -1))
             user = await accounts.get_user(self.username)
         return accounts.principal_for(user)
 

@@ -32,6 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chatgate.core.audit import Actor, AuditLog
 from chatgate.core.changes import Change, ChangeFeed
 from chatgate.core.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from chatgate.core.jwts import Claims, JwtCodec, looks_like_jwt
@@ -81,6 +82,11 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def actor(self) -> Actor:
+        """This caller, as the audit log names who made a change."""
+        return Actor(self.user_id, self.username)
 
 
 @dataclass(slots=True)
@@ -168,6 +174,7 @@ class AccountService:
     ) -> None:
         self._db = db
         self.changes = changes
+        self.audit = AuditLog(db, clock)
         self._writer = writer
         self.default_limits = default_limits
         self._cache_seconds = cache_seconds
@@ -379,6 +386,17 @@ class AccountService:
         if self.changes is not None:
             await self.changes.record(session, change)
 
+    def _audit(
+        self,
+        session: AsyncSession,
+        by: Actor | None,
+        action: str,
+        target: str,
+        details: dict[str, Any],
+    ) -> None:
+        """Log the change in its own transaction; no actor means the operator's command line."""
+        self.audit.add(session, by or Actor.operator(), action, target, details)
+
     # ---- login tokens -----------------------------------------------------------------------
 
     async def end_session(self, principal: Principal) -> None:
@@ -413,7 +431,12 @@ class AccountService:
     # ---- users ------------------------------------------------------------------------------
 
     async def create_user(
-        self, name: str, password: str | None = None, *, role: str = "user"
+        self,
+        name: str,
+        password: str | None = None,
+        *,
+        role: str = "user",
+        by: Actor | None = None,
     ) -> UserInfo:
         validate_username(name)
         if role not in ("user", "admin"):
@@ -426,6 +449,8 @@ class AccountService:
             user = User(name=name, password_hash=password_hash, role=role, created_at=self._now())
             session.add(user)
             await session.flush()
+            details = {"role": role, "password": "set" if password is not None else "none"}
+            self._audit(session, by, "user.create", name, details)
             return user_info(user)
 
     async def get_user(self, name: str) -> User:
@@ -459,7 +484,7 @@ class AccountService:
             users = (await session.scalars(select(User).order_by(User.id))).all()
         return [user_info(u) for u in users]
 
-    async def update_user(self, name: str, **values: Any) -> UserInfo:
+    async def update_user(self, name: str, *, by: Actor | None = None, **values: Any) -> UserInfo:
         """Change stored fields of a user and drop whatever was cached about them.
 
         A new password, disabling or a demotion also voids every login token they hold.
@@ -480,25 +505,35 @@ class AccountService:
             if takes_rights:
                 user.token_version += 1
             await self._record(session, Change(user_id=user.id))
+            action = "user.quota" if set(values) <= set(QUOTA_FIELDS) else "user.update"
+            self._audit(session, by, action, name, _shown(values))
         self.invalidate(user_id=user.id)
         changed = ", ".join(sorted("password" if k == "password_hash" else k for k in values))
         log.info("user %s changed (%s)%s", name, changed, "; logins ended" if takes_rights else "")
         return user_info(user)
 
-    async def set_password(self, name: str, password: str) -> UserInfo:
+    async def set_password(self, name: str, password: str, *, by: Actor | None = None) -> UserInfo:
         """Set a new password; every login token of the user stops working."""
-        return await self.update_user(name, password_hash=await self.passwords.hash(password))
+        digest = await self.passwords.hash(password)
+        return await self.update_user(name, by=by, password_hash=digest)
 
-    async def set_quota(self, name: str, **limits: int | None) -> UserInfo:
+    async def set_quota(
+        self, name: str, *, by: Actor | None = None, **limits: int | None
+    ) -> UserInfo:
         unknown = set(limits) - set(QUOTA_FIELDS)
         if unknown:
             raise InvalidRequest(f"unknown quota fields: {sorted(unknown)}")
-        return await self.update_user(name, **limits)
+        return await self.update_user(name, by=by, **limits)
 
     # ---- keys -------------------------------------------------------------------------------
 
     async def create_key(
-        self, username: str, *, label: str | None = None, expires_days: float | None = None
+        self,
+        username: str,
+        *,
+        label: str | None = None,
+        expires_days: float | None = None,
+        by: Actor | None = None,
     ) -> tuple[str, KeyInfo]:
         """Make a key; the plain key is returned here once and never stored."""
         if expires_days is not None and expires_days <= 0:
@@ -517,6 +552,8 @@ class AccountService:
             )
             session.add(key)
             await session.flush()
+            details = {"user": user.name, "label": label, "prefix": key.prefix}
+            self._audit(session, by, "key.create", f"key {key.id}", details)
             log.info("new API key %s (%s…) for user %s", key.id, key.prefix, user.name)
             return plain, _key_info(key, user.name)
 
@@ -529,7 +566,9 @@ class AccountService:
             rows = (await session.execute(stmt)).all()
         return [_key_info(key, name) for key, name in rows]
 
-    async def revoke_key(self, key_id: int, *, user_id: int | None = None) -> KeyInfo:
+    async def revoke_key(
+        self, key_id: int, *, user_id: int | None = None, by: Actor | None = None
+    ) -> KeyInfo:
         """Revoke a key (only the owner's, when ``user_id`` is given); effective at once here."""
         async with self._db.session() as session, session.begin():
             stmt = select(ApiKey, User.name).join(User, User.id == ApiKey.user_id)
@@ -545,12 +584,16 @@ class AccountService:
                     update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=self._now())
                 )
                 key.revoked_at = self._now()
+                details = {"user": name, "prefix": key.prefix}
+                self._audit(session, by, "key.revoke", f"key {key_id}", details)
             await self._record(session, Change(key_id=key_id))
         self.invalidate(key_id=key_id)
         log.info("API key %s (%s…) of user %s revoked", key_id, key.prefix, name)
         return _key_info(key, name)
 
-    async def set_key_quota(self, key_id: int, **limits: int | None) -> KeyInfo:
+    async def set_key_quota(
+        self, key_id: int, *, by: Actor | None = None, **limits: int | None
+    ) -> KeyInfo:
         """Set a key's own limits (they bind on top of its owner's); -1 or None clears one."""
         unknown = set(limits) - set(QUOTA_FIELDS)
         if unknown:
@@ -569,8 +612,17 @@ class AccountService:
             for column, value in limits.items():
                 setattr(key, column, None if value is None or value < 0 else value)
             await self._record(session, Change(key_id=key_id))
+            self._audit(session, by, "key.quota", f"key {key_id}", {"user": name, **limits})
         self.invalidate(key_id=key_id)
         return _key_info(key, name)
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """A change as the audit log shows it: a password is only said to have changed."""
+    return {
+        ("password" if k == "password_hash" else k): ("changed" if k == "password_hash" else v)
+        for k, v in values.items()
+    }
 
 
 def user_info(user: User) -> UserInfo:

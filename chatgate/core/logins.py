@@ -171,7 +171,7 @@ class LoginService:
     ) -> Session:
         """A new password voids every login token; the caller gets a fresh one."""
         await self.check_password(principal.username, current, address)
-        await self.accounts.set_password(principal.username, new)
+        await self.accounts.set_password(principal.username, new, by=principal.actor)
         log.info("user %s changed their password", principal.username)
         return self._issue(await self.accounts.get_user(principal.username))
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
 
+from chatgate.core.audit import Actor, AuditLog
 from chatgate.core.errors import Conflict, InvalidRequest, NotFound
 from chatgate.providers.router import ModelRegistry
 from chatgate.settings import ModelConfig, ProviderConfig, read_upstreams
@@ -26,11 +27,20 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ProviderAdmin:
-    """Cheap to make: the lock that keeps changes one at a time lives on the registry."""
+    """Cheap to make: the lock that keeps changes one at a time lives on the registry.
+    Changes go to ``audit`` as made by ``by`` (the operator, when not said)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(
+        self, registry: ModelRegistry, audit: AuditLog | None = None, by: Actor | None = None
+    ) -> None:
         self.registry = registry
         self._lock = registry.config_lock
+        self._audit = audit
+        self._by = by
+
+    async def _log(self, action: str, target: str, details: dict[str, Any]) -> None:
+        if self._audit is not None:
+            await self._audit.record(self._by or Actor.operator(), action, target, details)
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -86,7 +96,9 @@ class ProviderAdmin:
             config = _validate(ProviderConfig, {**body, "name": name})
             old[name] = config
             await self._apply(providers=list(old.values()))
-            return self.describe(config)
+            shown = self.describe(config)
+            await self._log("provider.put", name, shown)
+            return shown
 
     def _check_key_envs(self, names: Any) -> None:
         """Environment variables named through the API must be on the operator's list, set in
@@ -109,6 +121,7 @@ class ProviderAdmin:
             if len(providers) == len(self.registry.settings.providers):
                 raise NotFound(f"No configured provider is named `{name}`.")
             await self._apply(providers=providers)
+            await self._log("provider.delete", name, {})
 
     async def put_model(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._lock:
@@ -116,6 +129,7 @@ class ProviderAdmin:
             models = [m for m in self.registry.settings.models if m.name != name]
             models.append(config)
             await self._apply(models=models)
+            await self._log("model.put", name, config.model_dump())
             return config.model_dump()
 
     async def remove_model(self, name: str) -> None:
@@ -124,6 +138,7 @@ class ProviderAdmin:
             if len(models) == len(self.registry.settings.models):
                 raise NotFound(f"No configured model is named `{name}`.")
             await self._apply(models=models)
+            await self._log("model.delete", name, {})
 
     async def reload(self) -> dict[str, int]:
         """Re-read providers, models and routing from the TOML file the server started with."""
@@ -137,7 +152,9 @@ class ProviderAdmin:
         async with self._lock:
             await self._apply(**fresh)
         log.info("reloaded providers and models from %s", path)
-        return {"providers": len(fresh["providers"]), "models": len(fresh["models"])}
+        counts = {"providers": len(fresh["providers"]), "models": len(fresh["models"])}
+        await self._log("providers.reload", str(path), counts)
+        return counts
 
     async def _apply(self, **changes: Any) -> None:
         settings = self.registry.settings.model_copy(update=changes)

@@ -115,6 +115,32 @@ class AccountChange(Base):
     session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class AuditEntry(Base):
+    """Who changed what and when (users, quotas, keys, providers, models); never a secret."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class FirstAdmin(Base):
+    """One row at most: the first administrator made through the setup link. Its key is fixed,
+    so of two setups at once the database lets exactly one through."""
+
+    __tablename__ = "first_admin"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+
+
 class UsageDaily(Base):
     """Totals per user, key, model and day; ``key_id`` 0 means "not through a key"."""
 

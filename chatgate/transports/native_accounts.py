@@ -148,7 +148,7 @@ async def list_keys(caller: Caller, services: ServicesDep) -> list[KeyOut]:
 async def create_key(body: KeyIn, caller: Caller, services: ServicesDep) -> NewKeyOut:
     """Make a key; it is in this answer once and never again."""
     plain, info = await services.accounts.create_key(
-        caller.username, label=body.name, expires_days=body.expires_days
+        caller.username, label=body.name, expires_days=body.expires_days, by=caller.actor
     )
     return NewKeyOut(key=plain, **KeyOut.of(info).model_dump())
 
@@ -156,7 +156,8 @@ async def create_key(body: KeyIn, caller: Caller, services: ServicesDep) -> NewK
 @router.delete("/keys/{key_id}", tags=["keys"])
 async def revoke_key(key_id: KeyId, caller: Caller, services: ServicesDep) -> KeyOut:
     """Revoke one of one's own keys (another user's key is simply not found)."""
-    return KeyOut.of(await services.accounts.revoke_key(key_id, user_id=caller.user_id))
+    revoked = await services.accounts.revoke_key(key_id, user_id=caller.user_id, by=caller.actor)
+    return KeyOut.of(revoked)
 
 
 # ---- usage ------------------------------------------------------------------------------------

@@ -5,16 +5,20 @@ Every route needs an administrator; a normal user gets 403. Thin, like every tra
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
+from chatgate.core.audit import AuditRecord
 from chatgate.core.errors import Conflict
 from chatgate.transports.account_schemas import (
     KeyId,
     KeyIn,
     KeyOut,
     NewKeyOut,
+    Quota,
     QuotaIn,
     UsageOut,
     UsageRowOut,
@@ -36,15 +40,53 @@ from chatgate.transports.native_accounts import (
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=StrictRoute)
 
 
+class TodayOut(BaseModel):
+    requests: int
+    tokens: int
+
+
+class AdminUserOut(UserOut):
+    limits: Quota = Field(
+        description="The limits that apply: the user's own, else the role's default; null is "
+        "no limit."
+    )
+    today: TodayOut = Field(description="Today's counted requests and tokens.")
+
+
 @router.get("/users")
-async def list_users(admin: Admin, services: ServicesDep) -> list[UserOut]:
-    return [UserOut.of(u) for u in await services.accounts.list_users()]
+async def list_users(
+    admin: Admin,
+    services: ServicesDep,
+    q: Annotated[str | None, Query(max_length=64, description="part of a name")] = None,
+) -> list[AdminUserOut]:
+    """Every user (or those whose name holds ``q``), with the limits that apply to them and
+    what they used today."""
+    users = await services.accounts.list_users()
+    if q:
+        users = [u for u in users if q.casefold() in u.name.casefold()]
+    today = services.usage_queries.days_back(1)[1]
+    rows = await services.usage_queries.report(start=today, end=today, group_by=("user",))
+    used = {
+        r.user: TodayOut(requests=r.requests, tokens=r.prompt_tokens + r.completion_tokens)
+        for r in rows
+    }
+    return [
+        AdminUserOut(
+            **UserOut.of(u).model_dump(),
+            limits=Quota(**asdict(services.accounts.limits_for(u.role, u.quota))),
+            today=used.get(u.name, TodayOut(requests=0, tokens=0)),
+        )
+        for u in users
+    ]
 
 
 @router.post("/users", status_code=201)
 async def create_user(body: UserIn, admin: Admin, services: ServicesDep) -> UserOut:
     """Add a user; without a password they can use only the keys made for them."""
-    return UserOut.of(await services.accounts.create_user(body.name, body.password, role=body.role))
+    info = await services.accounts.create_user(
+        body.name, body.password, role=body.role, by=admin.actor
+    )
+    return UserOut.of(info)
 
 
 @router.get("/users/{name}")
@@ -67,14 +109,14 @@ async def update_user(name: str, body: UserPatch, admin: Admin, services: Servic
         values["password_hash"] = await services.accounts.passwords.hash(body.password)
     if not values:
         return UserOut.of(await services.accounts.user_info_of(name))
-    return UserOut.of(await services.accounts.update_user(name, **values))
+    return UserOut.of(await services.accounts.update_user(name, by=admin.actor, **values))
 
 
 @router.put("/users/{name}/quota")
 async def set_user_quota(name: str, body: QuotaIn, admin: Admin, services: ServicesDep) -> UserOut:
     """Set the fields given (null: back to the default, -1: no limit); others stay."""
     limits = body.model_dump(exclude_unset=True)
-    return UserOut.of(await services.accounts.set_quota(name, **limits))
+    return UserOut.of(await services.accounts.set_quota(name, by=admin.actor, **limits))
 
 
 @router.post("/users/{name}/logout", status_code=204)
@@ -93,7 +135,7 @@ async def list_user_keys(name: str, admin: Admin, services: ServicesDep) -> list
 @router.post("/users/{name}/keys", status_code=201)
 async def create_user_key(name: str, body: KeyIn, admin: Admin, services: ServicesDep) -> NewKeyOut:
     plain, info = await services.accounts.create_key(
-        name, label=body.name, expires_days=body.expires_days
+        name, label=body.name, expires_days=body.expires_days, by=admin.actor
     )
     return NewKeyOut(key=plain, **KeyOut.of(info).model_dump())
 
@@ -105,7 +147,7 @@ async def list_keys(admin: Admin, services: ServicesDep) -> list[KeyOut]:
 
 @router.delete("/keys/{key_id}")
 async def revoke_key(key_id: KeyId, admin: Admin, services: ServicesDep) -> KeyOut:
-    return KeyOut.of(await services.accounts.revoke_key(key_id))
+    return KeyOut.of(await services.accounts.revoke_key(key_id, by=admin.actor))
 
 
 @router.put("/keys/{key_id}/quota")
@@ -114,7 +156,7 @@ async def set_key_quota(
 ) -> KeyOut:
     """A key's own limits, binding its requests on top of its owner's (null or -1: none)."""
     limits = body.model_dump(exclude_unset=True)
-    return KeyOut.of(await services.accounts.set_key_quota(key_id, **limits))
+    return KeyOut.of(await services.accounts.set_key_quota(key_id, by=admin.actor, **limits))
 
 
 @router.get("/usage")
@@ -134,3 +176,59 @@ async def usage(
         start=first, end=last, user_id=user_id, group_by=groups
     )
     return UsageOut(start=first, end=last, group_by=groups, rows=[UsageRowOut.of(r) for r in rows])
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: float
+    actor: str
+    actor_id: int | None
+    action: str
+    target: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> AuditEntryOut:
+        return cls(
+            id=record.id,
+            at=record.at,
+            actor=record.actor,
+            actor_id=record.actor_id,
+            action=record.action,
+            target=record.target,
+            details=record.details,
+        )
+
+
+class AuditPageOut(BaseModel):
+    data: list[AuditEntryOut]
+    next_before: int | None
+
+
+@router.get("/audit")
+async def audit_log(
+    admin: Admin,
+    services: ServicesDep,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="`user.quota`, or a family: `user`")
+    ] = None,
+    target: Annotated[str | None, Query(max_length=255)] = None,
+    since: Annotated[float | None, Query(ge=0, description="Unix time, included")] = None,
+    until: Annotated[float | None, Query(ge=0, description="Unix time, excluded")] = None,
+    before: Annotated[int | None, Query(ge=1, description="`next_before` of the last page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPageOut:
+    """Who changed users, quotas, keys, providers and models, and when; newest first."""
+    page = await services.accounts.audit.page(
+        actor=actor,
+        action=action,
+        target=target,
+        since=since,
+        until=until,
+        before=before,
+        limit=limit,
+    )
+    return AuditPageOut(
+        data=[AuditEntryOut.of(r) for r in page.items], next_before=page.next_before
+    )

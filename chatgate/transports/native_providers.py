@@ -22,53 +22,54 @@ async def _admin(request: Request) -> Principal:
     return await require_admin(request)
 
 
-def _providers(request: Request) -> ProviderAdmin:
-    return ProviderAdmin(services_of(request).models)
+def _providers(request: Request, admin: Principal) -> ProviderAdmin:
+    services = services_of(request)
+    return ProviderAdmin(services.models, services.accounts.audit, admin.actor)
 
 
 Admin = Depends(_admin)
 
 
 @router.get("/providers")
-async def list_providers(request: Request, _: Principal = Admin) -> dict[str, Any]:
+async def list_providers(request: Request, admin: Principal = Admin) -> dict[str, Any]:
     """Every upstream, with its keys counted (never shown) and its resting deployments."""
-    return {"object": "list", "data": _providers(request).providers()}
+    return {"object": "list", "data": _providers(request, admin).providers()}
 
 
 @router.put("/providers/{name}")
 async def put_provider(
-    request: Request, name: str, body: dict[str, Any] = Body(...), _: Principal = Admin
+    request: Request, name: str, body: dict[str, Any] = Body(...), admin: Principal = Admin
 ) -> dict[str, Any]:
     """Add or replace a provider; running streams finish on the old one. Leave ``api_keys`` out
     to keep the keys it has."""
-    return await _providers(request).put_provider(name, body)
+    return await _providers(request, admin).put_provider(name, body)
 
 
 @router.delete("/providers/{name}", status_code=204)
-async def delete_provider(request: Request, name: str, _: Principal = Admin) -> Response:
-    await _providers(request).remove_provider(name)
+async def delete_provider(request: Request, name: str, admin: Principal = Admin) -> Response:
+    await _providers(request, admin).remove_provider(name)
     return Response(status_code=204)
 
 
 @router.post("/providers/reload")
-async def reload_providers(request: Request, _: Principal = Admin) -> dict[str, int]:
+async def reload_providers(request: Request, admin: Principal = Admin) -> dict[str, int]:
     """Re-read providers, models and routing from the server's TOML file."""
-    return await _providers(request).reload()
+    return await _providers(request, admin).reload()
 
 
 @router.get("/models")
-async def list_models(request: Request, _: Principal = Admin) -> dict[str, Any]:
-    return {"object": "list", "data": _providers(request).models()}
+async def list_models(request: Request, admin: Principal = Admin) -> dict[str, Any]:
+    return {"object": "list", "data": _providers(request, admin).models()}
 
 
 @router.put("/models/{name}")
 async def put_model(
-    request: Request, name: str, body: dict[str, Any] = Body(...), _: Principal = Admin
+    request: Request, name: str, body: dict[str, Any] = Body(...), admin: Principal = Admin
 ) -> dict[str, Any]:
-    return await _providers(request).put_model(name, body)
+    return await _providers(request, admin).put_model(name, body)
 
 
 @router.delete("/models/{name}", status_code=204)
-async def delete_model(request: Request, name: str, _: Principal = Admin) -> Response:
-    await _providers(request).remove_model(name)
+async def delete_model(request: Request, name: str, admin: Principal = Admin) -> Response:
+    await _providers(request, admin).remove_model(name)
     return Response(status_code=204)

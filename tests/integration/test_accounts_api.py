@@ -141,3 +141,24 @@ def test_admin_api_is_in_the_openapi_document(gateway: Gateway) -> None:
     assert {"/api/v1/auth/login", "/api/v1/keys", "/api/v1/usage", "/api/v1/admin/users"} <= set(
         paths
     )
+
+
+def test_the_user_list_shows_the_limits_that_apply_and_todays_use(
+    gateway: Gateway, admin: httpx.Client
+) -> None:
+    key = gateway.key("bob")
+    api = openai.OpenAI(base_url=gateway.base_url, api_key=key)
+    api.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+    admin.put("/api/v1/admin/users/carol/quota", json={"daily_requests": 3})  # not a user yet
+    gateway.key("carol")
+    admin.put("/api/v1/admin/users/carol/quota", json={"daily_requests": 3})
+    gateway.flush()
+    listed = {u["name"]: u for u in admin.get("/api/v1/admin/users").json()}
+    bob, carol, root = listed["bob"], listed["carol"], listed["root"]
+    assert bob["quota"]["daily_requests"] is None, "no limit of his own"
+    assert bob["limits"]["daily_requests"] == gateway.settings.default_daily_requests
+    assert bob["today"]["requests"] == 1 and bob["today"]["tokens"] > 0
+    assert carol["limits"]["daily_requests"] == 3 and carol["today"]["requests"] == 0
+    assert root["limits"]["daily_requests"] is None, "an administrator has no limit"
+    found = admin.get("/api/v1/admin/users", params={"q": "CAR"}).json()
+    assert [u["name"] for u in found] == ["carol"]
