@@ -460,11 +460,12 @@ async def _stored(request: Request, principal: Principal) -> dict[str, Any]:
 
 def _starting_after(request: Request) -> int:
     raw = request.query_params.get("starting_after", "-1")
-    if not raw.lstrip("-").isdigit() or int(raw) < -1:
+    number = int(raw) if (raw.isascii() and raw.isdigit()) or raw == "-1" else None
+    if number is None:
         raise InvalidRequest(
             "'starting_after' is an event's sequence number.", param="starting_after"
         )
-    return int(raw)
+    return number
 
 
 async def retrieve_response(request: Request) -> Response:
@@ -541,7 +542,7 @@ async def cancel_response(request: Request) -> Response:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:
         raise InvalidRequest("'limit' is a number from 1 to 100.", param="limit")
     return int(raw)
 

@@ -331,6 +331,20 @@ def _responses_paths() -> dict[str, Any]:
         {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
         {"name": "after", "in": "query", "schema": {"type": "string"}},
     ]
+    resume = [
+        {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "starting_after", "in": "query", "schema": {"type": "integer", "minimum": -1}},
+    ]
+    retrieve = one(
+        "A stored response, running or finished; with `stream=true` its events after "
+        "`starting_after`, then live until it ends",
+        "getResponse",
+        "ResponseObject",
+        query=resume,
+    )
+    retrieve["responses"]["200"]["content"]["text/event-stream"] = {"schema": stream}
+    delete = one("Delete a stored response", "deleteResponse", "ResponseDeleted")
+    delete["responses"]["409"] = _json("OpenAIError", "The response is still being written.")
     return {
         "/v1/responses": {
             "post": {
@@ -343,8 +357,8 @@ def _responses_paths() -> dict[str, Any]:
             }
         },
         "/v1/responses/{response_id}": {
-            "get": one("A stored response", "getResponse", "ResponseObject"),
-            "delete": one("Delete a stored response", "deleteResponse", "ResponseDeleted"),
+            "get": retrieve,
+            "delete": delete,
         },
         "/v1/responses/{response_id}/cancel": {
             "post": one("Cancel a background response", "cancelResponse", "ResponseObject")

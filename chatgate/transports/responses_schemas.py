@@ -27,7 +27,8 @@ _EXAMPLES: list[JsonValue] = [
 class ResponseRequest(BaseModel):
     """``POST /v1/responses``: translated to a chat request for any Chat Completions upstream.
 
-    Hosted tools (``web_search`` and the like) are left out: no such upstream runs them.
+    Hosted tools (``web_search`` and the like) are left out: no such upstream runs them; a
+    ``namespace`` tool's functions are sent as ``namespace__name``.
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": _EXAMPLES})
@@ -55,6 +56,22 @@ class ResponseRequest(BaseModel):
     text: dict[str, Any] | None = Field(
         default=None, description="`format` json_schema / json_object becomes `response_format`."
     )
+    reasoning: dict[str, Any] | None = Field(
+        default=None, description="Its `effort` is sent as `reasoning_effort`."
+    )
+    truncation: Literal["auto", "disabled"] | None = Field(
+        default=None,
+        description="`auto` drops the oldest turns to fit the context window; `disabled` "
+        "(the default) refuses an input too long for a configured window.",
+    )
+    background: bool | None = Field(
+        default=None, description="Run detached from the connection (needs `store`)."
+    )
+    include: list[str] | None = Field(default=None, description="Accepted, not sent on.")
+    prompt_cache_key: str | None = Field(default=None, description="Accepted, not sent on.")
+    client_metadata: dict[str, Any] | None = Field(
+        default=None, description="Accepted, not sent on."
+    )
 
 
 class ResponseUsage(BaseModel):
@@ -79,6 +96,8 @@ class ResponseObject(BaseModel):
     incomplete_details: dict[str, Any] | None = None
     previous_response_id: str | None = None
     conversation: dict[str, Any] | None = None
+    background: bool | None = None
+    metadata: dict[str, str] | None = None
 
 
 class ResponseDeleted(BaseModel):

@@ -364,3 +364,20 @@ def test_a_background_response_is_cancelled_keeping_what_it_had(
 def test_a_background_response_must_be_stored(gateway: Gateway) -> None:
     with pytest.raises(BadRequestError, match="stored"):
         _client(gateway).responses.create(model="demo", input="hi", background=True, store=False)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?stream=true&starting_after=abc", "?stream=true&starting_after=-2", "?starting_after=²"],
+)
+def test_a_malformed_starting_after_is_a_clear_400(gateway: Gateway, query: str) -> None:
+    key = gateway.key("alice")
+    created = _post(gateway, key, {"model": "demo", "input": "hi"}).json()
+    headers = {"authorization": f"Bearer {key}"}
+    answer = httpx.get(f"{gateway.base_url}/responses/{created['id']}{query}", headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "starting_after"
+    items = httpx.get(
+        f"{gateway.base_url}/responses/{created['id']}/input_items?limit=²", headers=headers
+    )
+    assert items.status_code == 400 and items.json()["error"]["param"] == "limit"
