@@ -92,7 +92,7 @@ export function Chat() {
       <button type="button" class=${`btn btn-tree${hasBranches ? ' has-branches' : ''}`}
         onClick=${() => setTree(true)}>${t('chat.tree.open')}</button>
     </div>`}
-    <div class="messages" ref=${list} role="log" aria-live="polite" aria-busy=${!conv.loaded}
+    <div class="messages" ref=${list} role="log" aria-live="polite" aria-busy=${!conv.loaded || conv.busy()}
       data-ready=${conv.loaded && ready ? '1' : null} tabindex="0"
       onScroll=${(/** @type {any} */ e) => {
         const el = e.currentTarget;

@@ -8,7 +8,7 @@ import * as store from './store.js';
 
 /** @param {string} s */
 function snippet(s) {
-  const one = s.replace(/\s+/g, ' ').trim();
+  const one = s.replace(/[*_`#>|]+/g, '').replace(/\s+/g, ' ').trim();
   return one.length > 60 ? `${one.slice(0, 57)}…` : one || '…';
 }
 
