@@ -312,7 +312,7 @@ def measure_stream(
         browser.stop_tracing()
     reply = page.locator(".msg-assistant").last
     results.stream_finish = str(reply.get_attribute("data-finish") or "")
-    results.stream_chars_shown = len(reply.inner_text())
+    results.stream_chars_shown = len(reply.text_content() or "")  # off-screen text too
     results.stream_seconds = (ended - started) / 1000
     results.stream_tokens = options.tokens
     tasks = page.evaluate("window.__bench.longtasks")
