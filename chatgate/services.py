@@ -24,6 +24,7 @@ from chatgate.core.replies import Replies
 from chatgate.core.reply_store import MemoryReplyStore
 from chatgate.core.response_store import ResponseState
 from chatgate.core.usage import UsageQueries, UsageRecorder
+from chatgate.providers.admin import reload_announced
 from chatgate.providers.demo import DEMO_MODEL
 from chatgate.providers.router import ModelRegistry
 from chatgate.settings import Settings
@@ -95,6 +96,7 @@ class Services:
         usage = UsageRecorder(writer, clock)
         metrics = Metrics(writer)
         models = ModelRegistry(settings)
+        changes.hear("providers", lambda: reload_announced(models))
         if start_models:
             await models.start()
             if DEMO_MODEL in models.names() and not settings.upstream_providers:

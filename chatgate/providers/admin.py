@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import threading
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
@@ -25,15 +25,23 @@ from chatgate.settings import ModelConfig, ProviderConfig, read_upstreams
 log = logging.getLogger("chatgate.providers")
 M = TypeVar("M", bound=BaseModel)
 
+if TYPE_CHECKING:
+    from chatgate.core.changes import ChangeFeed
+
 
 class ProviderAdmin:
     """Cheap to make: the lock that keeps changes one at a time lives on the registry.
     Changes go to ``audit`` as made by ``by`` (the operator, when not said)."""
 
     def __init__(
-        self, registry: ModelRegistry, audit: AuditLog | None = None, by: Actor | None = None
+        self,
+        registry: ModelRegistry,
+        audit: AuditLog | None = None,
+        by: Actor | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self.registry = registry
+        self._changes = changes  # to tell the other processes that the file was reloaded
         self._lock = registry.config_lock
         self._audit = audit
         self._by = by
@@ -154,6 +162,8 @@ class ProviderAdmin:
         log.info("reloaded providers and models from %s", path)
         counts = {"providers": len(fresh["providers"]), "models": len(fresh["models"])}
         await self._log("providers.reload", str(path), counts)
+        if self._changes is not None:  # every other process re-reads its own file
+            await self._changes.announce("providers")
         return counts
 
     async def _apply(self, **changes: Any) -> None:
@@ -179,6 +189,22 @@ def install_reload_signal(admin: ProviderAdmin) -> None:
         task.add_done_callback(tasks.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+
+
+async def reload_announced(registry: ModelRegistry) -> None:
+    """Another process reloaded its providers: re-read this one's file too (without announcing
+    it again). A server started without a file has nothing to re-read."""
+    if registry.settings.config_file is None:
+        return
+    try:
+        counts = await ProviderAdmin(registry).reload()
+    except (InvalidRequest, Conflict) as exc:
+        log.error("providers were reloaded elsewhere; this file was not: %s", exc.message)
+    else:
+        log.info(
+            "providers were reloaded elsewhere: %(providers)d providers and %(models)d models",
+            counts,
+        )
 
 
 async def _reload_logged(admin: ProviderAdmin) -> None:

@@ -24,7 +24,9 @@ async def _admin(request: Request) -> Principal:
 
 def _providers(request: Request, admin: Principal) -> ProviderAdmin:
     services = services_of(request)
-    return ProviderAdmin(services.models, services.accounts.audit, admin.actor)
+    return ProviderAdmin(
+        services.models, services.accounts.audit, admin.actor, changes=services.changes
+    )
 
 
 Admin = Depends(_admin)

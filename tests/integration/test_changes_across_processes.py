@@ -24,6 +24,7 @@ from support import free_port, remember
 
 from chatgate.core.change_signals import signals_for
 from chatgate.core.changes import Change, DatabaseChangeFeed
+from chatgate.providers.admin import ProviderAdmin
 from chatgate.services import Services
 from chatgate.settings import Settings
 
@@ -272,3 +273,47 @@ async def test_a_providers_announcement_reaches_the_other_process_only(
         assert here == []  # the announcing process did its own reload
     finally:
         await other.close()
+
+
+def _providers_file(path: Path, model: str) -> Path:
+    path.write_text(
+        f"""
+[[providers]]
+name = "primary"
+base_url = "http://127.0.0.1:9/v1"
+discover_models = false
+
+[[models]]
+name = "{model}"
+deployments = ["primary"]
+"""
+    )
+    return path
+
+
+async def test_providers_reloaded_on_one_server_are_reloaded_by_the_other(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with _postgres_database() as url:
+        files = [_providers_file(tmp_path / f"{n}.toml", "first-model") for n in ("one", "two")]
+        one = await Services.open(
+            make_settings(database_url=url, config_file=files[0]), migrate=True
+        )
+        other = await Services.open(make_settings(database_url=url, config_file=files[1]))
+        try:
+            for services in (one, other):
+                assert isinstance(services.changes, DatabaseChangeFeed)
+                await asyncio.wait_for(services.changes.listening.wait(), 10)
+            assert "first-model" in other.models.names()
+            for file in files:
+                _providers_file(file, "second-model")
+
+            await ProviderAdmin(one.models, changes=one.changes).reload()
+            deadline = time.monotonic() + 10
+            while "second-model" not in other.models.names() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert "second-model" in other.models.names()
+            assert "first-model" not in other.models.names()
+        finally:
+            await other.close()
+            await one.close()
