@@ -45,6 +45,7 @@ def test_keys_for_search_new_chat_the_sidebar_and_the_message_box(page: Page, si
     ).json()
     login(page, *USER)
     page.goto(f"/c/{reply['conversation_id']}")
+    expect(page.locator("#main")).to_contain_text("A first talk")
 
     page.keyboard.press("Control+k")
     expect(page.get_by_role("searchbox", name="Search conversations")).to_be_focused()
