@@ -93,6 +93,15 @@ async def readyz(request: Request) -> Response:
     behind = services.writer.health()
     if behind is not None:
         return json_response({"status": behind}, status=503)
+    if services.settings.redis_url:
+        from chatgate import health
+
+        probe = getattr(request.app.state, "redis_probe", None)
+        if probe is None:
+            probe = request.app.state.redis_probe = health.redis_client(services.settings.redis_url)
+        problem = await health.redis_problem(probe)
+        if problem is not None:
+            return json_response({"status": problem}, status=503)
     return json_response({"status": "ready"})
 
 
@@ -138,6 +147,9 @@ def create_app(
                 from chatgate.transports import grpc_server
 
                 await grpc_server.stop(grpc)
+            probe = getattr(app.state, "redis_probe", None)
+            if probe is not None:
+                await probe.aclose()
             await services.close()
             gc.unfreeze()
             gc.set_threshold(*_GC_DEFAULTS)
@@ -152,6 +164,7 @@ def create_app(
         max_body_size=settings.max_request_bytes,
     )
     app.public_paths = PUBLIC_PATHS
+    app.access_log = settings.access_log
     for route in openai_http.routes:
         app.router.routes.append(route)
     app.hot_paths = hot_paths(openai_http.routes)

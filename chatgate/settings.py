@@ -166,6 +166,9 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         populate_by_name=True,
+        # A .env file in the working directory is read like the environment (which wins).
+        env_file=".env",
+        env_file_encoding="utf-8",
     )
 
     data_dir: Path = Field(
@@ -178,6 +181,10 @@ class Settings(BaseSettings):
     port: int = 8000
     grpc_port: int = 9000
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
     timezone: str | None = None
 
     openai_api_key: SecretStr | None = Field(
@@ -240,8 +247,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = _toml_file_from(init_settings, env_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        toml_file = _toml_file_from(init_settings, env_settings, dotenv_settings)
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)

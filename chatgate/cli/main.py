@@ -17,6 +17,7 @@ from chatgate.cli.output import LazyConsole, new_table
 from chatgate.cli.usage import usage_app
 from chatgate.core.accounts import UserInfo
 from chatgate.core.errors import ChatgateError
+from chatgate.logs import LogFormat
 from chatgate.services import Services
 from chatgate.settings import Settings
 
@@ -52,8 +53,24 @@ class State:
 state = State()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from chatgate import __version__
+
+        print(f"chatgate {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(config: ConfigOption = None) -> None:
+def _root(
+    config: ConfigOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
     state.config = config
 
 
@@ -86,12 +103,11 @@ def when(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "-"
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str, log_format: LogFormat = "text") -> None:
+    """The server's log on standard error, as text or JSON lines (see ``chatgate.logs``)."""
+    from chatgate import logs
+
+    logs.setup(level, log_format)
 
 
 # ---- serve ----------------------------------------------------------------------------------
@@ -103,11 +119,29 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 turns it off).")] = None,
     config: ConfigOption = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="Log lines as 'text' or 'json' (one object a line).")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM): serve HTTPS.", dir_okay=False)
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="Private key of --ssl-certfile (PEM).", dir_okay=False)
+    ] = None,
 ) -> None:
     """Run the service."""
     from chatgate.cli.serving import serve as run_server
 
-    overrides: dict[str, Any] = {}
+    given = {
+        "log_format": log_format,
+        "access_log": access_log,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if host is not None:
         overrides["host"] = host
     if port is not None:
@@ -115,7 +149,7 @@ def serve(
     if grpc_port is not None:
         overrides["grpc_port"] = grpc_port
     settings = load_settings(config, **overrides)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     settings.secret()
     run_server(settings)
 
@@ -400,6 +434,26 @@ app.command("ask")(ask)
 from chatgate.cli.chat import chat  # noqa: E402
 
 app.command("chat")(chat)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the configuration, the database, Redis and every provider; exit 1 if one fails."""
+    from chatgate.cli.doctor import run_checks
+
+    try:
+        settings = Settings.load(state.config)
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
+        print(f"FAIL  configuration: {' '.join(str(exc).split())}")
+        raise typer.Exit(1) from None
+    source = f"{state.config}, " if state.config else ""
+    print(f"ok    configuration: {source}data in {settings.data_dir}")
+    logging.disable(logging.WARNING)  # the checks say what failed, once
+    checks = asyncio.run(run_checks(settings))
+    for check in checks:
+        print(check.line())
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

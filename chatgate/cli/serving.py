@@ -73,13 +73,22 @@ class ChatgateServer(uvicorn.Server):
             return
         s = self.settings
         grpc = f", gRPC on {s.host}:{s.grpc_port}" if s.grpc_port else ", gRPC off"
+        scheme = "https" if s.ssl_certfile else "http"
         log.info(
-            "chatgate listening on http://%s:%s%s (data in %s)", s.host, s.port, grpc, s.data_dir
+            "chatgate listening on %s://%s:%s%s (data in %s)",
+            scheme,
+            s.host,
+            s.port,
+            grpc,
+            s.data_dir,
         )
 
 
 def serve(settings: Settings) -> None:
     """Run until stopped; exit 1 with one line when a port is busy."""
+    if settings.ssl_keyfile and not settings.ssl_certfile:
+        log.error("--ssl-keyfile needs --ssl-certfile: the certificate it is the key of")
+        sys.exit(1)
     try:
         if settings.grpc_port:
             check_free("gRPC", settings.host, settings.grpc_port, GRPC_PORT_OPTION)
@@ -91,7 +100,9 @@ def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings, sock: socket.socket) -> None:
-    """Serve on ``sock`` (HTTP) and the gRPC port until stopped."""
+    """Serve on ``sock`` (HTTP, or HTTPS with a certificate) and the gRPC port until stopped.
+    uvicorn keeps to chatgate's logging (``chatgate.logs``) and writes no access log of its
+    own: chatgate's names the request id."""
     from chatgate.app import create_app
 
     config = uvicorn.Config(
@@ -101,10 +112,17 @@ def run(settings: Settings, sock: socket.socket) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
-    config.load()
+    try:
+        config.load()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        log.error("cannot use the TLS certificate or key: %s", exc)
+        sys.exit(1)
     config.lifespan_class = StartupLifespan
     server = ChatgateServer(config, settings)
     with sock:

@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from chatgate import request_ids
 from chatgate.core.accounts import Principal
 from chatgate.core.errors import (
     AuthenticationFailed,
@@ -265,7 +266,11 @@ def error_body(exc: ChatgateError) -> dict[str, Any]:
         kind = _TYPES.get(
             exc.status, "server_error" if exc.status >= 500 else "invalid_request_error"
         )
-    return {"error": {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}}
+    error = {"message": exc.message, "type": kind, "param": exc.param, "code": exc.code}
+    rid = request_ids.current.get()
+    if rid is not None:
+        error["request_id"] = rid  # the same id as the answer's x-request-id and the log's
+    return {"error": error}
 
 
 def duration(seconds: float) -> str:
