@@ -422,3 +422,30 @@ def test_conversations_show_renders_markdown_on_a_terminal(tmp_path: Path) -> No
     assert 'You asked: "Shown later"' in text and "```" not in text
     code_line = next(line for line in coloured.splitlines() if "def" in line)
     assert "\x1b[38;5;" in code_line
+
+
+def test_conversation_opens_by_id_prefix_and_help_models_temperature_history_usage_answer(
+    chat: Chat,
+) -> None:
+    first = chat.start()
+    first.type("Tell me about llamas")
+    first.wait_for(PROMPT, 2)
+    first.type("QUIT")
+    first.wait_for("[exited]")
+    (tree,) = chat.trees()
+    prefix = tree.conversation.id[:8]
+    terminal = chat.start("--conversation", prefix)
+    assert "Tell me about llamas" in terminal.wait_for("opened")
+    terminal.type("/help")
+    terminal.wait_for("X: sampling temperature, 0 to 2")
+    terminal.type("/models")
+    terminal.wait(lambda s: "\n  demo" in s)
+    terminal.type("/temperature 3")
+    terminal.wait_for("error: /temperature takes a number from 0 to 2")
+    terminal.type("/temperature 0.5")
+    terminal.wait_for("temperature: 0.5")
+    terminal.type("/history")
+    terminal.wait_for(f"  1. {tree.conversation.title or '(untitled)'}  {prefix}")
+    terminal.type("/usage")
+    shown = terminal.wait(lambda s: "/usage\n demo · " in s or "/usage\ndemo · " in s)
+    assert "Traceback" not in shown
