@@ -194,6 +194,10 @@ def test_on_a_phone_the_sidebar_is_a_drawer(
     expect(toggle).to_have_attribute("aria-expanded", "false")
     toggle.click()
     expect(sidebar).to_be_visible()
+    # It slides in; once in, it is whole on the screen.
+    page.wait_for_function(
+        "() => document.getElementById('sidebar').getBoundingClientRect().x >= 0"
+    )
     box = sidebar.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     screenshot(page, "phone-drawer")
