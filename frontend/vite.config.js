@@ -10,6 +10,8 @@ export default defineConfig({
     target: 'es2020',
     assetsDir: 'assets',
     modulePreload: { polyfill: false },
+    // No data: URIs: the page's CSP takes fonts and images from its own origin only.
+    assetsInlineLimit: 0,
     reportCompressedSize: true,
     commonjsOptions: {
       // markdown-it-texmath falls back to require('katex') when no engine is given; the page

@@ -16,7 +16,8 @@ export const usage = signal(/** @type {Record<string, unknown> | null} */ (null)
 export const route = signal(location.pathname);
 
 /**
- * Events: `conversations-changed`, `usage-changed`, `conversation-opened` (detail: {id}).
+ * Events: `conversations-changed`, `usage-changed`, `conversation-opened` (detail: {id}),
+ * `conversation-loaded` (detail: the conversation as `GET /api/v1/conversations/{id}` gives it).
  */
 export const bus = new EventTarget();
 

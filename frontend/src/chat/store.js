@@ -161,6 +161,7 @@ export function forget(id) {
 async function load(c) {
   try {
     const body = await api.getConversation(/** @type {string} */ (c.id));
+    emit('conversation-loaded', body); // its settings, without a second fetch of the whole tree
     c.title = body.title;
     const messages = [...body.messages].sort(
       (/** @type {Msg} */ a, /** @type {Msg} */ b) => a.created_at - b.created_at,

@@ -166,7 +166,8 @@ export function ConversationSettings() {
       const listed = items.value.find((c) => c.id === id);
       if (listed) remember(listed);
     }
-    if (open || !known.value[id]) {
+    // Otherwise the chat's own fetch of the conversation brings its settings.
+    if (open) {
       load(id)
         .then(setConversation)
         .catch(() => {});

@@ -30,6 +30,9 @@ export function remember(conversation) {
   };
 }
 
+// The chat fetches a conversation when it opens it; its settings come with it.
+bus.addEventListener('conversation-loaded', (e) => remember(/** @type {CustomEvent} */ (e).detail));
+
 /** Fetch a conversation's settings (and its messages, for the context view). */
 export async function load(conversationId) {
   const conversation = await getConversation(conversationId);
