@@ -52,7 +52,8 @@ class ChatgateApp(FastAPI):
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                # A new message: a response may send one it shares with others (SSEResponse).
+                message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         if self.access_log:

@@ -141,6 +141,12 @@ def test_every_answer_carries_a_request_id_and_a_sane_one_from_the_client_is_kep
     ) as streamed:
         assert streamed.headers["x-request-id"] == "stream-1"
         assert "[DONE]" in streamed.read().decode()
+    with httpx.stream(
+        "POST", gateway.base_url + "/chat/completions", json={**CHAT, "stream": True}, headers=auth
+    ) as again:
+        assert again.headers.get_list("x-request-id") != ["stream-1"], "each answer its own id"
+        assert len(again.headers.get_list("x-request-id")) == 1
+        again.read()
     native = httpx.get(gateway.url + "/api/v1/conversations", headers=auth)
     assert native.status_code == 200 and native.headers["x-request-id"]
 
