@@ -23,8 +23,11 @@ class Terminal:
         *args: str,
         width: int = WIDTH,
         height: int = HEIGHT,
+        through: str | None = None,
         **env: str,
     ) -> None:
+        """``through`` is a command the program's standard output is piped into (``cat``), so
+        that it writes to a pipe while it reads the terminal."""
         self.socket = f"chatgate-test-{uuid.uuid4().hex[:10]}"
         self.name = "chat"
         values = {
@@ -37,6 +40,8 @@ class Terminal:
         }
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
         command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "chatgate", *args))
+        if through is not None:
+            command += f" | {shlex.quote(through)}"
         path = shlex.quote(os.environ.get("PATH", ""))
         home = shlex.quote(str(data_dir))
         # The pane stays after the program ends, so that its last words can be read.
