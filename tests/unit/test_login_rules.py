@@ -12,7 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from support import remember
 
-from chatgate.core.errors import InvalidCredentials, TooManyLoginAttempts
+from chatgate.core.errors import AccountDisabled, InvalidCredentials, TooManyLoginAttempts
 from chatgate.services import Services
 from chatgate.settings import Settings
 
@@ -44,7 +44,6 @@ FAILURES = {
     "unknown user": ("mallory", PASSWORD),
     "wrong password": ("alice", PASSWORD + "?"),
     "no password set": ("keys-only", PASSWORD),
-    "disabled, right password": ("dora", PASSWORD),
     "disabled, wrong password": ("dora", PASSWORD + "?"),
 }
 
@@ -63,6 +62,17 @@ async def test_every_failed_login_does_one_full_hash_check_and_says_the_same(
         await services.logins.login(name, password, "10.0.0.1")
     assert info.value.message == "Invalid username or password"
     assert calls == ["$argon2id"]
+
+
+async def test_a_disabled_account_is_told_so_only_after_its_full_password_check(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await services.accounts.create_user("dora", PASSWORD)
+    await services.accounts.update_user("dora", disabled=True)
+    calls = count_hashing(services, monkeypatch)
+    with pytest.raises(AccountDisabled):
+        await services.logins.login("dora", PASSWORD, "10.0.0.1")
+    assert calls == ["$argon2id"], "the same work as any other failed login"
 
 
 async def test_parallel_guesses_cannot_exceed_the_limit(services: Services) -> None:

@@ -51,8 +51,9 @@ def test_the_first_two_command_lines_are_install_and_start_then_the_whole_suite(
     first, second = (block.strip() for block in blocks("sh")[:2])
     assert README.index("```sh") < README.index("```python")
     assert first == FIRST_COMMAND
-    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert second == ci
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in ci if line and not line.startswith("#")]
+    assert second in commands, "CI runs the README's test line as it is"
     assert README.index(second) < README.index("## First steps")
 
 
