@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from chatgate.core.audit import AuditRecord
 from chatgate.core.errors import Conflict
 from chatgate.transports.account_schemas import (
+    MAX_ID,
     KeyId,
     KeyIn,
     KeyOut,
@@ -178,6 +179,10 @@ async def usage(
     return UsageOut(start=first, end=last, group_by=groups, rows=[UsageRowOut.of(r) for r in rows])
 
 
+MAX_TIME = 1e11  # Unix seconds, about the year 5138: beyond any log entry, within a float's
+# exact range and the database's
+
+
 class AuditEntryOut(BaseModel):
     id: int
     at: float
@@ -214,9 +219,15 @@ async def audit_log(
         str | None, Query(max_length=64, description="`user.quota`, or a family: `user`")
     ] = None,
     target: Annotated[str | None, Query(max_length=255)] = None,
-    since: Annotated[float | None, Query(ge=0, description="Unix time, included")] = None,
-    until: Annotated[float | None, Query(ge=0, description="Unix time, excluded")] = None,
-    before: Annotated[int | None, Query(ge=1, description="`next_before` of the last page")] = None,
+    since: Annotated[
+        float | None, Query(ge=0, le=MAX_TIME, description="Unix time, included")
+    ] = None,
+    until: Annotated[
+        float | None, Query(ge=0, le=MAX_TIME, description="Unix time, excluded")
+    ] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="`next_before` of the last page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPageOut:
     """Who changed users, quotas, keys, providers and models, and when; newest first."""
