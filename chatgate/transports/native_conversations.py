@@ -23,6 +23,7 @@ from chatgate.core.conversation_queries import ConversationSummary, Conversation
 from chatgate.core.conversations import ContextPreview
 from chatgate.core.errors import InvalidRequest, PayloadTooLarge
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
+from chatgate.core.replies import done_data
 from chatgate.core.validation import MAX_INT
 from chatgate.transports.account_schemas import Incoming
 from chatgate.transports.asgi import WatchedReply
@@ -501,17 +502,6 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _done(done: Done) -> dict[str, Any]:
-    return {
-        "conversation_id": done.conversation_id,
-        "message_id": done.message_id,
-        "parent_id": done.parent_id,
-        "finish_reason": done.finish_reason,
-        "model": done.model,
-        "usage": done.usage.as_openai(),
-    }
-
-
 async def _sse(
     first: ChatEvent, events: AsyncGenerator[ChatEvent, None]
 ) -> AsyncGenerator[bytes, None]:
@@ -523,7 +513,7 @@ async def _sse(
                     if event.text:
                         yield _event("delta", {"text": event.text})
                 elif isinstance(event, Done):
-                    yield _event("done", _done(event))
+                    yield _event("done", done_data(event))
                     return
                 elif isinstance(event, ErrorEvent):
                     yield _event("error", error_body(event.error))
@@ -544,7 +534,7 @@ async def _whole(first: ChatEvent, events: AsyncGenerator[ChatEvent, None]) -> R
             elif isinstance(event, ErrorEvent):
                 raise event.error
             elif isinstance(event, Done):
-                reply = ReplyOut(content="".join(texts), **_done(event))
+                reply = ReplyOut(content="".join(texts), **done_data(event))
                 return Response(reply.model_dump_json(), media_type="application/json")
             event = await anext(events, None)
     raise RuntimeError("the chat stream ended without a Done event")
