@@ -89,6 +89,21 @@ class ReplyStore(Protocol):
         """A user's replies that are kept, newest first."""
         ...
 
+    async def hold(self, reply_id: str, ttl: float) -> None:
+        """The reply's producer is alive for ``ttl`` more seconds (it renews this while it runs)."""
+        ...
+
+    async def claim(self, reply_id: str, ttl: float) -> bool:
+        """Take over a running reply whose producer's hold has lapsed, to end it: true for one
+        caller only (who then holds it for ``ttl`` seconds)."""
+        ...
+
+    async def watch(self, reply_id: str, ttl: float) -> None:
+        """Someone follows the reply, for ``ttl`` more seconds, from wherever they are."""
+        ...
+
+    async def watched(self, reply_id: str) -> bool: ...
+
     async def close(self) -> None: ...
 
 
@@ -97,6 +112,8 @@ class _Kept:
     info: ReplyInfo
     expires_at: float
     events: list[ReplyEvent] = field(default_factory=list)
+    held_until: float = 0.0
+    watched_until: float = 0.0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
@@ -188,6 +205,27 @@ class MemoryReplyStore:
             and (conversation_id is None or k.info.conversation_id == conversation_id)
         ]
         return sorted(found, key=lambda info: info.created_at, reverse=True)
+
+    async def hold(self, reply_id: str, ttl: float) -> None:
+        kept = self._alive(reply_id)
+        if kept is not None:
+            kept.held_until = self._now() + ttl
+
+    async def claim(self, reply_id: str, ttl: float) -> bool:
+        kept = self._alive(reply_id)
+        if kept is None or kept.info.ended or kept.held_until > self._now():
+            return False
+        kept.held_until = self._now() + ttl
+        return True
+
+    async def watch(self, reply_id: str, ttl: float) -> None:
+        kept = self._alive(reply_id)
+        if kept is not None:
+            kept.watched_until = self._now() + ttl
+
+    async def watched(self, reply_id: str) -> bool:
+        kept = self._alive(reply_id)
+        return kept is not None and kept.watched_until > self._now()
 
     async def close(self) -> None:
         for kept in self._kept.values():

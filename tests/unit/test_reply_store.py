@@ -1,13 +1,21 @@
-"""The in-memory reply store: numbered events, reads after a number that wait for the next one,
-an end that comes with its last event, and lifetimes (on a clock the test moves)."""
+"""One contract, every reply store: in memory and in Redis (skipped, with the reason, when no
+Redis server is answering at 127.0.0.1:6379). Numbered events, reads after a number that wait for
+the next one, an end that comes with its last event, lifetimes (on a clock the test moves in
+memory, on Redis's own clock in Redis), and the producer's hold that another instance may take
+over when it lapses."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
-from chatgate.core.reply_store import MemoryReplyStore, ReplyInfo
+from chatgate.core.reply_store import MemoryReplyStore, ReplyInfo, ReplyStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -32,18 +40,62 @@ def info(reply_id: str = "rpl_a", user_id: int = 1, **extra: object) -> ReplyInf
     return ReplyInfo(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+@dataclass
+class Backend:
+    """A store, and how time passes for it."""
+
+    store: ReplyStore
+    clock: Clock | None = None
+
+    async def wait(self, seconds: float) -> None:
+        if self.clock is not None:
+            self.clock.now += seconds
+        else:
+            await asyncio.sleep(seconds)
+
+
+async def _redis_running() -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        return bool(await client.ping())
+    except OSError:
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        clock = Clock()
+        yield Backend(MemoryReplyStore(now=clock), clock)
+        return
+    if not await _redis_running():
+        pytest.skip(f"no Redis server is answering at {REDIS_URL}")
+    import redis.asyncio as aioredis
+
+    from chatgate.core.reply_store_redis import RedisReplyStore
+
+    prefix = f"test-{secrets.token_hex(6)}:"
+    store = RedisReplyStore(REDIS_URL, prefix=prefix)
+    yield Backend(store)
+    await store.close()
+    client = aioredis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture
-def store(clock: Clock) -> MemoryReplyStore:
-    return MemoryReplyStore(now=clock)
+def store(backend: Backend) -> ReplyStore:
+    return backend.store
 
 
 async def test_events_are_numbered_from_one_and_read_after_a_number(
-    store: MemoryReplyStore,
+    store: ReplyStore,
 ) -> None:
     await store.create(info(), ttl=60)
     assert [await store.append("rpl_a", "delta", {"text": t}) for t in "abc"] == [1, 2, 3]
@@ -55,7 +107,7 @@ async def test_events_are_numbered_from_one_and_read_after_a_number(
     assert everything is not None and [e.seq for e in everything.events] == [1, 2, 3]
 
 
-async def test_a_read_with_nothing_new_waits_for_the_next_event(store: MemoryReplyStore) -> None:
+async def test_a_read_with_nothing_new_waits_for_the_next_event(store: ReplyStore) -> None:
     await store.create(info(), ttl=60)
     await store.append("rpl_a", "delta", {"text": "a"})
     reader = asyncio.create_task(store.read("rpl_a", after=1, wait=30))
@@ -66,14 +118,14 @@ async def test_a_read_with_nothing_new_waits_for_the_next_event(store: MemoryRep
     assert page is not None and [e.data["text"] for e in page.events] == ["b"]
 
 
-async def test_a_read_that_waited_in_vain_answers_with_no_events(store: MemoryReplyStore) -> None:
+async def test_a_read_that_waited_in_vain_answers_with_no_events(store: ReplyStore) -> None:
     await store.create(info(), ttl=60)
     page = await store.read("rpl_a", after=0, wait=0.01)
     assert page is not None and page.events == [] and not page.info.ended
 
 
 async def test_the_end_comes_with_its_last_event_and_wakes_readers(
-    store: MemoryReplyStore,
+    store: ReplyStore,
 ) -> None:
     await store.create(info(), ttl=60)
     await store.append("rpl_a", "delta", {"text": "a"})
@@ -89,34 +141,35 @@ async def test_the_end_comes_with_its_last_event_and_wakes_readers(
 
 
 async def test_an_ended_reply_is_read_at_once_and_dropped_after_its_keep_time(
-    store: MemoryReplyStore, clock: Clock
+    backend: Backend,
 ) -> None:
+    store = backend.store
     await store.create(info(), ttl=600)
-    await store.end("rpl_a", "done", {}, "stop", ttl=5)
+    await store.end("rpl_a", "done", {}, "stop", ttl=1.5)
     page = await store.read("rpl_a", after=1, wait=30)  # nothing after 1, and no waiting
     assert page is not None and page.events == [] and page.info.ended
-    clock.now += 4.9
+    await backend.wait(0.2)
     assert await store.get("rpl_a") is not None
-    clock.now += 0.2
+    await backend.wait(1.5)
     assert await store.get("rpl_a") is None
     assert await store.read("rpl_a", after=0, wait=0) is None
     assert await store.of_user(1) == []
 
 
-async def test_a_running_reply_lives_until_its_running_lifetime(
-    store: MemoryReplyStore, clock: Clock
-) -> None:
-    await store.create(info(), ttl=60)
-    clock.now += 59
+async def test_a_running_reply_lives_until_its_running_lifetime(backend: Backend) -> None:
+    store = backend.store
+    await store.create(info(), ttl=1.5)
+    await backend.wait(0.2)
     await store.append("rpl_a", "delta", {"text": "a"})
-    clock.now += 2
+    await backend.wait(1.5)
+    assert await store.read("rpl_a", after=0, wait=0) is None
     assert await store.get("rpl_a") is None
     with pytest.raises(KeyError):
         await store.append("rpl_a", "delta", {"text": "b"})
 
 
 async def test_a_user_sees_their_own_replies_newest_first_by_conversation(
-    store: MemoryReplyStore,
+    store: ReplyStore,
 ) -> None:
     await store.create(info("rpl_old", created_at=1.0), ttl=60)
     await store.create(info("rpl_new", created_at=2.0), ttl=60)
@@ -128,6 +181,61 @@ async def test_a_user_sees_their_own_replies_newest_first_by_conversation(
     assert [i.reply_id for i in await store.of_user(2)] == ["rpl_bob"]
 
 
-async def test_an_unknown_reply_is_none(store: MemoryReplyStore) -> None:
+async def test_an_unknown_reply_is_none(store: ReplyStore) -> None:
     assert await store.get("rpl_none") is None
     assert await store.read("rpl_none", after=0, wait=0) is None
+
+
+async def test_a_reply_is_read_back_as_it_was_described(store: ReplyStore) -> None:
+    described = info(conversation_id=None, parent_id=None, message_id=None, created_at=12.5)
+    await store.create(described, ttl=60)
+    assert await store.get("rpl_a") == described
+    await store.append("rpl_a", "delta", {"text": "你好", "n": [1, 2]})
+    page = await store.read("rpl_a", after=0, wait=0)
+    assert page is not None and page.events[0].data == {"text": "你好", "n": [1, 2]}
+
+
+async def test_a_reply_that_has_ended_takes_no_other_end(store: ReplyStore) -> None:
+    await store.create(info(), ttl=60)
+    await store.end("rpl_a", "error", {"code": "x"}, "error", ttl=5)
+    with pytest.raises(ValueError, match="ended"):
+        await store.end("rpl_a", "done", {}, "stop", ttl=5)
+    page = await store.read("rpl_a", after=0, wait=0)
+    assert page is not None and [e.kind for e in page.events] == ["error"]
+    assert page.info.finish_reason == "error"
+
+
+async def test_many_readers_waiting_all_get_the_next_event(store: ReplyStore) -> None:
+    await store.create(info(), ttl=60)
+    readers = [asyncio.create_task(store.read("rpl_a", after=0, wait=30)) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    await store.append("rpl_a", "delta", {"text": "a"})
+    pages = await asyncio.gather(*readers)
+    assert all(p is not None and [e.seq for e in p.events] == [1] for p in pages)
+
+
+async def test_a_held_reply_cannot_be_claimed_until_its_hold_lapses(backend: Backend) -> None:
+    store = backend.store
+    await store.create(info(), ttl=60)
+    await store.hold("rpl_a", ttl=0.5)
+    assert not await store.claim("rpl_a", ttl=10)
+    await backend.wait(0.7)
+    claims = await asyncio.gather(*(store.claim("rpl_a", ttl=10) for _ in range(5)))
+    assert claims.count(True) == 1
+
+
+async def test_an_ended_or_unknown_reply_is_never_claimed(store: ReplyStore) -> None:
+    await store.create(info(), ttl=60)
+    await store.end("rpl_a", "done", {}, "stop", ttl=5)
+    assert not await store.claim("rpl_a", ttl=10)
+    assert not await store.claim("rpl_none", ttl=10)
+
+
+async def test_a_reply_is_watched_for_as_long_as_its_follower_said(backend: Backend) -> None:
+    store = backend.store
+    await store.create(info(), ttl=60)
+    assert not await store.watched("rpl_a")
+    await store.watch("rpl_a", ttl=0.5)
+    assert await store.watched("rpl_a")
+    await backend.wait(0.7)
+    assert not await store.watched("rpl_a")
