@@ -1,6 +1,7 @@
 /** The words of the page around the chat, in English and Simplified Chinese. */
 
 export const en = {
+  'nav.admin': 'Admin',
   'app.name': 'chatgate',
   'common.close': 'Close',
   'common.cancel': 'Cancel',
@@ -173,6 +174,7 @@ export const en = {
 };
 
 export const zh = {
+  'nav.admin': '管理',
   'app.name': 'chatgate',
   'common.close': '关闭',
   'common.cancel': '取消',

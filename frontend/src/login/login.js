@@ -1,6 +1,7 @@
 /**
  * The login page. A failed login says why in plain words: a wrong name or password, a
- * disabled account, or too many attempts (with how long to wait).
+ * disabled account, or too many attempts (with how long to wait). When sign-up is on, a
+ * sign-up form follows.
  */
 import { html } from 'htm/preact';
 import { useState, useRef, useEffect } from 'preact/hooks';
@@ -9,9 +10,14 @@ import { login, whoAmI } from '../api/account.js';
 import { t, locale, setLocale } from '../i18n/index.js';
 import { ThemeSwitch } from '../theme/theme.js';
 import { refreshUsage } from '../account/limits.js';
+import { request } from '../api/core.js';
+import { SignupForm } from './signup.js';
 
 /** The message for a failed login, by the server's error code. */
 function failure(error) {
+  if (error.code === 'account_pending') {
+    return { title: t('signup.pending'), detail: t('signup.pendingHint') };
+  }
   if (error.code === 'account_disabled' || (error.status === 403 && error.code !== 'permission_denied')) {
     return { title: t('login.disabled'), detail: t('login.disabledHint') };
   }
@@ -44,12 +50,27 @@ export function Login() {
   const user = useRef(/** @type {HTMLInputElement|null} */ (null));
   const alertRef = useRef(/** @type {HTMLDivElement|null} */ (null));
 
+  const [signup, setSignup] = useState('off');
+  const invite = new URLSearchParams(location.search).get('invite') || '';
+
   useEffect(() => {
-    user.current?.focus();
+    if (!invite) user.current?.focus();
+    request('GET', '/api/v1/auth/signup')
+      .then((s) => setSignup((s && s.mode) || 'off'))
+      .catch(() => setSignup('off'));
   }, []);
   useEffect(() => {
     if (error) alertRef.current?.focus();
   }, [error]);
+
+  /** Log in and open the chat. @param {string} name @param {string} password */
+  const enter = async (name, password) => {
+    await login(name, password);
+    const who = await whoAmI();
+    me.value = who && who.user ? who.user : who;
+    refreshUsage();
+    navigate('/', { replace: true });
+  };
 
   const submit = async (event) => {
     event.preventDefault();
@@ -57,11 +78,7 @@ export function Login() {
     setBusy(true);
     setError(null);
     try {
-      await login(String(form.get('username') || ''), String(form.get('password') || ''));
-      const who = await whoAmI();
-      me.value = who && who.user ? who.user : who;
-      refreshUsage();
-      navigate('/', { replace: true });
+      await enter(String(form.get('username') || ''), String(form.get('password') || ''));
     } catch (caught) {
       setError(failure(caught));
       setBusy(false);
@@ -106,6 +123,7 @@ export function Login() {
           ${busy ? t('login.busy') : t('login.submit')}
         </button>
       </form>
+      ${signup !== 'off' && html`<${SignupForm} mode=${signup} invite=${invite} onActive=${enter} />`}
       <div class="login-tools">
         <${LanguageSwitch} id="login-lang" />
         <${ThemeSwitch} id="login-theme" />

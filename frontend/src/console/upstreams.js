@@ -1,0 +1,194 @@
+/**
+ * Upstreams: each provider with its health (recent errors, resting deployments, latency, the
+ * models found) and the model list with aliases; add or edit a provider (a form over
+ * `PUT /api/v1/admin/providers/{name}`), and reload them all from the server's file.
+ */
+import { html } from 'htm/preact';
+import { useEffect, useState } from 'preact/hooks';
+import { t, formatNumber } from '../i18n/index.js';
+import { Dialog } from '../theme/dialog.js';
+import { toast } from '../theme/toast.js';
+import { listProviders, putProvider, reloadProviders, listModels, providerHealth } from './api.js';
+import { ErrorLine, Loading } from './common.js';
+
+const KINDS = ['openai-compatible', 'azure-openai', 'demo'];
+
+/** The health the server reports for a provider, by name ({} when it reports none). */
+function healthByName(health) {
+  const list = Array.isArray(health) ? health : health?.data || [];
+  return Object.fromEntries(list.map((h) => [h.name || h.provider, h]));
+}
+
+function ProviderForm({ provider, onSaved, onCancel }) {
+  const [error, setError] = useState(/** @type {string|null} */ (null));
+  const [busy, setBusy] = useState(false);
+  const fresh = !provider;
+  const submit = async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    const name = fresh ? String(form.get('name') || '').trim() : provider.name;
+    /** @type {Record<string, unknown>} */
+    const body = {
+      kind: String(form.get('kind')),
+      base_url: String(form.get('base_url') || '').trim(),
+      discover_models: form.get('discover_models') === 'on',
+    };
+    for (const field of ['api_version', 'deployment']) {
+      const v = String(form.get(field) || '').trim();
+      body[field] = v || null;
+    }
+    const keys = String(form.get('api_keys') || '').split('\n').map((k) => k.trim()).filter(Boolean);
+    if (keys.length) body.api_keys = keys;
+    setBusy(true);
+    setError(null);
+    try {
+      await putProvider(name, body);
+      toast(t('console.upstreams.saved', { name }));
+      onSaved();
+    } catch (e) {
+      setError(e.message);
+      setBusy(false);
+    }
+  };
+  return html`<form onSubmit=${submit} class="provider-form">
+    <${ErrorLine} error=${error} />
+    ${fresh &&
+    html`<div class="field">
+      <label for="provider-name">${t('console.upstreams.name')}</label>
+      <input id="provider-name" name="name" class="input" required maxlength="64" pattern="[A-Za-z0-9._\\-]+" />
+    </div>`}
+    <div class="field">
+      <label for="provider-kind">${t('console.upstreams.kind')}</label>
+      <select id="provider-kind" name="kind" class="input" value=${provider?.kind || 'openai-compatible'}>
+        ${KINDS.map((k) => html`<option value=${k}>${k}</option>`)}
+      </select>
+    </div>
+    <div class="field">
+      <label for="provider-url">${t('console.upstreams.baseUrl')}</label>
+      <input id="provider-url" name="base_url" class="input" type="url" required
+        value=${provider?.base_url || ''} placeholder="https://api.example.com/v1" />
+    </div>
+    <div class="field">
+      <label for="provider-keys">${t('console.upstreams.keys')}</label>
+      <textarea id="provider-keys" name="api_keys" class="input mono" rows="2" autocomplete="off" spellcheck=${false}></textarea>
+      <span class="hint">${fresh ? t('console.upstreams.keysHintNew') : t('console.upstreams.keysHint', { n: provider.keys })}</span>
+    </div>
+    <div class="settings-grid">
+      <div class="field">
+        <label for="provider-version">${t('console.upstreams.apiVersion')}</label>
+        <input id="provider-version" name="api_version" class="input" value=${provider?.api_version || ''} />
+      </div>
+      <div class="field">
+        <label for="provider-deployment">${t('console.upstreams.deployment')}</label>
+        <input id="provider-deployment" name="deployment" class="input" value=${provider?.deployment || ''} />
+      </div>
+    </div>
+    <label class="row"><input type="checkbox" name="discover_models" checked=${provider ? provider.discover_models : true} />
+      ${t('console.upstreams.discover')}</label>
+    <div class="row">
+      <span class="spacer"></span>
+      <button type="button" class="btn" onClick=${onCancel}>${t('common.cancel')}</button>
+      <button type="submit" class="btn btn-primary" disabled=${busy}>${t('common.save')}</button>
+    </div>
+  </form>`;
+}
+
+function ProviderCard({ provider, health, models, onEdit }) {
+  const resting = provider.breakers || health?.resting || [];
+  const found = health?.models || models.filter((m) => (m.deployments || []).some((d) => d === provider.name || d.startsWith(`${provider.name}/`))).map((m) => m.name);
+  const errors = health?.recent_errors ?? health?.errors;
+  const latency = health?.latency_ms ?? health?.latency;
+  const state = resting.length ? 'resting' : errors ? 'errors' : 'ok';
+  return html`<li class="provider-card" data-provider=${provider.name}>
+    <div class="row">
+      <h3 class="grow">${provider.name} <span class="muted">· ${provider.kind}</span></h3>
+      <span class=${`badge health-${state}`}>${t(`console.upstreams.state.${state}`)}</span>
+      <button type="button" class="btn" onClick=${() => onEdit(provider)}
+        aria-label=${t('console.upstreams.editLabel', { name: provider.name })}>${t('console.upstreams.edit')}</button>
+    </div>
+    <dl class="facts">
+      <dt>${t('console.upstreams.baseUrl')}</dt><dd><code>${provider.base_url}</code></dd>
+      <dt>${t('console.upstreams.keyCount')}</dt><dd>${formatNumber(provider.keys || 0)}</dd>
+      <dt>${t('console.upstreams.recentErrors')}</dt><dd>${errors == null ? '—' : formatNumber(errors)}</dd>
+      <dt>${t('console.upstreams.latency')}</dt><dd>${latency == null ? '—' : typeof latency === 'object'
+        ? Object.entries(latency).map(([k, v]) => `${k} ${v == null ? '—' : Math.round(Number(v))} ms`).join(' · ')
+        : `${Math.round(latency)} ms`}</dd>
+      <dt>${t('console.upstreams.resting')}</dt><dd>${resting.length
+        ? resting.map((r) => `${r.model} (${r.state}${r.retry_in ? `, ${Math.ceil(r.retry_in)} s` : ''})`).join(', ')
+        : t('console.upstreams.notResting')}</dd>
+      <dt>${t('console.upstreams.modelsFound')}</dt><dd>${found.length ? found.join(', ') : '—'}</dd>
+    </dl>
+  </li>`;
+}
+
+export function UpstreamsSection() {
+  const [providers, setProviders] = useState(/** @type {any[]|null} */ (null));
+  const [models, setModels] = useState(/** @type {any[]} */ ([]));
+  const [health, setHealth] = useState(/** @type {Record<string, any>} */ ({}));
+  const [error, setError] = useState(/** @type {string|null} */ (null));
+  const [editing, setEditing] = useState(/** @type {any} */ (undefined));
+  const load = async () => {
+    try {
+      const [p, m] = await Promise.all([listProviders(), listModels()]);
+      setProviders(p.data || []);
+      setModels(m.data || []);
+      setError(null);
+    } catch (e) {
+      setError(e.message);
+    }
+    providerHealth()
+      .then((h) => setHealth(healthByName(h)))
+      .catch(() => setHealth({}));
+  };
+  useEffect(() => {
+    load();
+  }, []);
+  const reload = async () => {
+    try {
+      const counts = await reloadProviders();
+      toast(t('console.upstreams.reloaded', { providers: counts.providers ?? '?', models: counts.models ?? '?' }));
+      await load();
+    } catch (e) {
+      setError(e.message);
+    }
+  };
+  return html`<div class="console-section">
+    <div class="row">
+      <h2 class="section-title grow">${t('console.upstreams')}</h2>
+      <button type="button" class="btn" onClick=${reload}>${t('console.upstreams.reload')}</button>
+      <button type="button" class="btn btn-primary" onClick=${() => setEditing(null)}>${t('console.upstreams.add')}</button>
+    </div>
+    <${ErrorLine} error=${error} />
+    ${providers === null
+      ? html`<${Loading} />`
+      : html`<ul class="provider-list">
+          ${providers.map((p) => html`<${ProviderCard} key=${p.name} provider=${p} health=${health[p.name]} models=${models} onEdit=${setEditing} />`)}
+        </ul>`}
+    <section aria-labelledby="models-title">
+      <h2 id="models-title">${t('console.upstreams.models')}</h2>
+      <div class="table-wrap"><table class="table models-table">
+        <thead><tr>
+          <th scope="col">${t('console.upstreams.model')}</th>
+          <th scope="col">${t('console.upstreams.aliases')}</th>
+          <th scope="col">${t('console.upstreams.deployments')}</th>
+          <th scope="col">${t('console.upstreams.context')}</th>
+          <th scope="col">${t('console.upstreams.prices')}</th>
+        </tr></thead>
+        <tbody>${models.map(
+          (m) => html`<tr key=${m.name} data-model=${m.name}>
+            <th scope="row">${m.name}${m.discovered ? html` <span class="badge">${t('console.upstreams.discovered')}</span>` : ''}</th>
+            <td>${(m.aliases || []).join(', ') || '—'}</td>
+            <td>${(m.deployments || []).join(', ') || '—'}</td>
+            <td class="num">${m.context_window ? formatNumber(m.context_window) : '—'}</td>
+            <td>${m.input_price != null ? `$${m.input_price} / $${m.output_price}` : '—'}</td>
+          </tr>`,
+        )}</tbody>
+      </table></div>
+    </section>
+    <${Dialog} open=${editing !== undefined} onClose=${() => setEditing(undefined)} wide
+      title=${editing ? t('console.upstreams.editLabel', { name: editing.name }) : t('console.upstreams.add')}>
+      ${editing !== undefined && html`<${ProviderForm} key=${editing ? editing.name : '+'} provider=${editing}
+        onCancel=${() => setEditing(undefined)} onSaved=${() => { setEditing(undefined); load(); }} />`}
+    <//>
+  </div>`;
+}
