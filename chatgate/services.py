@@ -18,10 +18,11 @@ from chatgate.core.embeddings import EmbeddingService
 from chatgate.core.jwts import JwtCodec
 from chatgate.core.logins import FailedLoginLimiter, LoginService
 from chatgate.core.metrics import Metrics
+from chatgate.core.partial_replies import PartialReplies
 from chatgate.core.quota_backends import QuotaBackend
 from chatgate.core.quotas import QuotaService
 from chatgate.core.replies import Replies
-from chatgate.core.reply_store import MemoryReplyStore
+from chatgate.core.reply_store import MemoryReplyStore, ReplyStore
 from chatgate.core.response_store import ResponseState
 from chatgate.core.usage import UsageQueries, UsageRecorder
 from chatgate.providers.admin import reload_announced
@@ -117,7 +118,12 @@ class Services:
             metrics=metrics,
             models=models,
             chat=chat,
-            replies=Replies(chat, MemoryReplyStore(), settings.replies),
+            replies=Replies(
+                chat,
+                reply_store(settings),
+                settings.replies,
+                keep_partial=PartialReplies(conversations).keep,
+            ),
             conversations=conversations,
             logins=logins,
             usage_queries=usage_queries,
@@ -148,3 +154,12 @@ def quota_backend(settings: Settings) -> QuotaBackend | None:
     from chatgate.core.quota_redis import RedisQuotaBackend
 
     return RedisQuotaBackend(settings.redis_url, prefix=settings.redis_prefix)
+
+
+def reply_store(settings: Settings) -> ReplyStore:
+    """Redis when several instances serve the same clients, so a reply is followed on any."""
+    if not settings.redis_url:
+        return MemoryReplyStore()
+    from chatgate.core.reply_store_redis import RedisReplyStore
+
+    return RedisReplyStore(settings.redis_url, prefix=settings.redis_prefix)

@@ -80,6 +80,9 @@ class ReplySettings(BaseModel):
 
     grace_seconds: float = Field(default=300.0, gt=0)
     keep_seconds: float = Field(default=120.0, gt=0)
+    lease_seconds: float = Field(default=10.0, gt=0)
+    """With Redis: how long a reply's producer holds it between renewals; once it lapses (that
+    process is gone) a follower on any instance ends the reply with a ``producer_lost`` error."""
 
 
 class ModelConfig(BaseModel):

@@ -11,10 +11,12 @@ owner may attach to it or cancel it; its id is random and never a conversation's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +37,17 @@ KEEP_ALIVE = 15.0
 """Seconds a follower waits for an event before it says it is still there."""
 CANCELLED = "cancelled"
 """The finish reason of a reply that was stopped (by its owner, or with nobody watching)."""
+
+
+class ProducerLost(ChatgateError):
+    """The process that made the reply stopped without ending it (it died, or lost Redis)."""
+
+    code = "producer_lost"
+    status = 502
+
+
+KeepPartial = Callable[[ReplyInfo, str], Awaitable[None]]
+"""Stores the text a lost reply had made, as its stored reply (``core/partial_replies.py``)."""
 
 
 def done_data(done: Done) -> dict[str, Any]:
@@ -81,6 +94,7 @@ class _Job:
     timer: asyncio.TimerHandle | None = None
     stopping: bool = False
     ending: bool = False
+    holding: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Cancel the reply, unless it is already writing its last event."""
@@ -92,11 +106,19 @@ class _Job:
 class Replies:
     """Starts resumable replies and lets their owner follow, list and cancel them."""
 
-    def __init__(self, chat: ChatService, store: ReplyStore, settings: ReplySettings) -> None:
+    def __init__(
+        self,
+        chat: ChatService,
+        store: ReplyStore,
+        settings: ReplySettings,
+        keep_partial: KeepPartial | None = None,
+    ) -> None:
         self.chat = chat
         self.store = store
         self.grace = settings.grace_seconds
         self.keep = settings.keep_seconds
+        self.lease = settings.lease_seconds
+        self.keep_partial = keep_partial
         # A reply cannot outlive its request deadline; its events are kept past that for as
         # long as a reply that ended normally would be, then given up on.
         self.running_ttl = chat.settings.routing.request_deadline + self.grace + self.keep
@@ -146,6 +168,8 @@ class Replies:
                 created_at=time.time(),
             )
             await self.store.create(job.info, self.running_ttl)
+            await self.store.hold(job.reply_id, self.lease)
+            job.holding = asyncio.create_task(self._hold(job.reply_id))
             self._jobs[job.reply_id] = job
             self._arm(job)
             placed.set_result(job.info)
@@ -187,6 +211,8 @@ class Replies:
             self._jobs.pop(job.reply_id, None)
             if job.timer is not None:
                 job.timer.cancel()
+            if job.holding is not None:
+                job.holding.cancel()
 
     async def _end(
         self, job: _Job, kind: EventKind, data: dict[str, Any], finish_reason: str
@@ -216,6 +242,33 @@ class Replies:
             )
         )
 
+    async def _hold(self, reply_id: str) -> None:
+        """Renew the producer's hold while the reply runs: a lapsed hold means this process is
+        gone, and a follower anywhere then ends the reply (``_take_over``)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.hold(reply_id, self.lease)
+            except Exception as exc:  # the next renewal may get through
+                log.warning("could not renew the hold on reply %s (%s)", reply_id, exc)
+
+    async def _take_over(self, info: ReplyInfo) -> None:
+        """The reply's producer is gone: keep the text it made as the stored reply, then end the
+        reply with a ``producer_lost`` error event (called by the one follower whose claim won)."""
+        page = await self.store.read(info.reply_id, 0, 0)
+        if page is None or page.info.ended:
+            return
+        text = "".join(e.data.get("text", "") for e in page.events if e.kind == "delta")
+        log.warning("reply %s lost its producer: kept as it stood", info.reply_id)
+        if self.keep_partial is not None:
+            try:
+                await self.keep_partial(page.info, text)
+            except Exception:
+                log.exception("could not store the partial text of reply %s", info.reply_id)
+        lost = ProducerLost("The server making this reply stopped; what it said is kept.")
+        with contextlib.suppress(KeyError, ValueError):  # gone meanwhile, or ended after all
+            await self.store.end(info.reply_id, "error", error_data(lost), "error", self.keep)
+
     # ---- watching ------------------------------------------------------------------------------
 
     def _arm(self, job: _Job) -> None:
@@ -226,8 +279,23 @@ class Replies:
     def _expire(self, job: _Job) -> None:
         job.timer = None
         if job.watchers == 0:
-            log.info("reply %s had nobody watching for %ss: cancelled", job.reply_id, self.grace)
-            job.stop()
+            task = asyncio.create_task(self._expire_unless_watched(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _expire_unless_watched(self, job: _Job) -> None:
+        """A follower on another instance watches through the store; nobody anywhere: cancel."""
+        try:
+            watched = await self.store.watched(job.reply_id)
+        except Exception:
+            watched = False
+        if job.watchers > 0:
+            return
+        if watched:
+            self._arm(job)
+            return
+        log.info("reply %s had nobody watching for %ss: cancelled", job.reply_id, self.grace)
+        job.stop()
 
     def _attach(self, reply_id: str) -> _Job | None:
         job = self._jobs.get(reply_id)
@@ -261,9 +329,17 @@ class Replies:
 
         Whoever follows counts as watching the reply (get ``info`` with ``get`` first)."""
         job = self._attach(info.reply_id)
+        # A reply made elsewhere: say that it is watched, and look for its producer's hold often
+        # enough to end it soon after that process is gone.
+        remote = job is None and not info.ended
+        wait = min(KEEP_ALIVE, self.lease / 2) if remote else KEEP_ALIVE
+        watched_at = -math.inf
         try:
             while True:
-                page = await self.store.read(info.reply_id, after, KEEP_ALIVE)
+                if remote and time.monotonic() - watched_at > self.grace / 3:
+                    await self.store.watch(info.reply_id, self.grace)
+                    watched_at = time.monotonic()
+                page = await self.store.read(info.reply_id, after, wait)
                 if page is None:
                     return
                 for event in page.events:
@@ -272,6 +348,9 @@ class Replies:
                 if page.info.ended and after >= page.info.last_seq:
                     return
                 if not page.events:
+                    if remote and await self.store.claim(info.reply_id, self.lease):
+                        await self._take_over(page.info)
+                        continue
                     yield None
         finally:
             self._detach(job)
