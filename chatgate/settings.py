@@ -124,7 +124,16 @@ def not_chatgates_own(name: str) -> str:
 
 
 class ProviderConfig(BaseModel):
-    """One upstream model server."""
+    """One upstream model server.
+
+    ``responses``: how ``POST /v1/responses`` reaches it: ``translate`` (its Chat Completions,
+    the default: every server speaks them) or ``passthrough`` (its own ``/responses``, for a
+    server that speaks the Responses API, whose hosted tools and reasoning items then work; the
+    state stays in chatgate, see ``providers/responses_relay.py``).
+    ``takes_reasoning_effort``: whether its Chat Completions take ``reasoning_effort`` (a
+    Responses request's ``reasoning.effort`` is sent as that); servers that refuse unknown
+    fields set it to false and the field is left out.
+    """
 
     name: str
     kind: Literal["openai-compatible", "azure-openai", "demo"] = "openai-compatible"
@@ -138,6 +147,8 @@ class ProviderConfig(BaseModel):
     deployment: str | None = None
     discover_models: bool = True
     max_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    responses: Literal["translate", "passthrough"] = "translate"
+    takes_reasoning_effort: bool = True
 
     @field_validator("base_url")
     @classmethod
@@ -148,6 +159,12 @@ class ProviderConfig(BaseModel):
     @classmethod
     def _not_chatgates_own(cls, names: list[str]) -> list[str]:
         return [not_chatgates_own(name) for name in names]
+
+    @model_validator(mode="after")
+    def _passthrough_speaks_openai(self) -> ProviderConfig:
+        if self.responses == "passthrough" and self.kind != "openai-compatible":
+            raise ValueError("responses = 'passthrough' needs an openai-compatible provider")
+        return self
 
     @model_validator(mode="after")
     def _keys_from_env(self) -> ProviderConfig:

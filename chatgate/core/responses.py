@@ -122,8 +122,10 @@ def _add_call(messages: list[Message], call: dict[str, Any]) -> None:
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
-def to_messages(raw_input: Any, instructions: Any) -> list[Message]:
-    """The chat messages of a Responses ``input`` (text or items) and its ``instructions``."""
+def to_messages(raw_input: Any, instructions: Any, passthrough: bool = False) -> list[Message]:
+    """The chat messages of a Responses ``input`` (text or items) and its ``instructions``.
+    With ``passthrough`` (the model has an upstream that takes the items as they are) an item
+    chat has no form for is left out of the chat messages instead of refused."""
     messages: list[Message] = []
     if instructions is not None:
         if not isinstance(instructions, str):
@@ -150,7 +152,7 @@ def to_messages(raw_input: Any, instructions: Any) -> list[Message]:
                 raise InvalidRequest(f"'{where}.call_id' must be a string.", param="input")
             text = output if isinstance(output, str) else _text_of(output, f"{where}.output")
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
-        elif kind not in _SKIPPED_ITEMS:
+        elif kind not in _SKIPPED_ITEMS and not passthrough:
             raise InvalidRequest(f"'{where}' has a type chatgate cannot send: {kind!r}.")
     return messages
 

@@ -77,6 +77,8 @@ class ProviderAdmin:
             "deployment": config.deployment,
             "discover_models": config.discover_models,
             "max_event_bytes": config.max_event_bytes,
+            "responses": config.responses,
+            "takes_reasoning_effort": config.takes_reasoning_effort,
             "breakers": resting,
         }
 

@@ -269,7 +269,9 @@ class OpenAICompatProvider:
     async def stream(self, call: UpstreamCall) -> AsyncGenerator[Delta, None]:
         body = dict(call.body)
         streaming = bool(body.get("stream"))
-        if streaming:
+        if not self.config.takes_reasoning_effort:
+            body.pop("reasoning_effort", None)
+        if streaming and call.path != "responses":
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
             body["stream_options"] = options
@@ -379,6 +381,9 @@ class OpenAICompatProvider:
         """
         idle = self.config.timeouts.idle
         limit = self.config.max_event_bytes
+        parse = _parse_events
+        if call.path == "responses":
+            from chatgate.providers.responses_relay import parse  # the module imports this one
         loop = asyncio.get_running_loop()
         read = resp.content.readany
         pending = bytearray()
@@ -431,7 +436,7 @@ class OpenAICompatProvider:
                             complete = data[:cut]
                             pending += data[cut:]
                 try:
-                    delta, ended = _parse_events(self.name, complete, call)
+                    delta, ended = parse(self.name, complete, call)
                 except _Malformed as bad:
                     if bad.before is not None:
                         yield bad.before

@@ -34,6 +34,8 @@ from chatgate.core.events import Delta
 from chatgate.providers.base import Embedder, Provider, UpstreamCall
 from chatgate.providers.demo import DEMO_MODEL, DemoProvider
 from chatgate.providers.openai_compat import OpenAICompatProvider
+from chatgate.providers.responses_relay import PATH as RESPONSES_PATH
+from chatgate.providers.responses_relay import SPEC_KEY, speaks_responses, upstream_body
 from chatgate.providers.routing import Backoff, DeploymentKey, Health, counts_against
 from chatgate.settings import ModelConfig, ProviderConfig, Settings
 
@@ -377,9 +379,12 @@ class ModelRegistry:
                 self._in_use[provider] = self._in_use.get(provider, 0) + 1
                 try:
                     body = dict(call.body, model=deployment.upstream_model)
-                    attempt = UpstreamCall(
-                        body, call.path, call.wants_raw, call.client_usage, deadline
-                    )
+                    path = call.path
+                    spec = body.pop(SPEC_KEY, None)
+                    if spec is not None and speaks_responses(provider):
+                        body = upstream_body(spec, body["messages"], deployment.upstream_model)
+                        path = RESPONSES_PATH
+                    attempt = UpstreamCall(body, path, call.wants_raw, call.client_usage, deadline)
                     async with aclosing(provider.stream(attempt)) as pieces:
                         async for piece in pieces:
                             if not started:

@@ -26,7 +26,7 @@ from chatgate.core.accounts import Principal
 from chatgate.core.context import fit, reply_reserve
 from chatgate.core.conversations import CONTEXT_ROLES, NEW
 from chatgate.core.errors import ChatgateError, Conflict, InvalidRequest, NotFound
-from chatgate.core.events import ChatEvent, ChatRequest, Done, ErrorEvent, Message, Usage
+from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message, Usage
 from chatgate.core.ids import new_id
 from chatgate.core.quotas import Reservation
 from chatgate.core.response_store import TERMINAL, Run
@@ -47,7 +47,9 @@ from chatgate.core.responses import (
     stored_output,
     to_messages,
 )
+from chatgate.core.responses_passthrough import RelayBuilder, passthrough_spec
 from chatgate.core.validation import check_params
+from chatgate.providers.responses_relay import SPEC_KEY, passes_through
 from chatgate.services import Services
 from chatgate.transports.asgi import ClientGone, ClientWatch, Head, read_body
 from chatgate.transports.http_common import (
@@ -159,6 +161,7 @@ async def _build(
             "Use previous_response_id or conversation, not both.", param="conversation"
         )
     _metadata(body.get("metadata"))
+    passthrough = passes_through(services.models.resolve(model, principal))
     store = body.get("store", True) is not False
     params, left_out = chat_params(body)
     check_params(params)
@@ -166,12 +169,13 @@ async def _build(
         raise InvalidRequest(
             "A background response must be stored (store: true).", param="background"
         )
-    if left_out:
+    if left_out and not passthrough:
         log.info("hosted tools left out of a response (no upstream runs them): %s", left_out)
-    messages = to_messages(body.get("input"), body.get("instructions"))
+    messages = to_messages(body.get("input"), body.get("instructions"), passthrough)
     request = ChatRequest(model=model, messages=messages, stream=True, params=params)
     echo = Echo(model, body.get("instructions"), previous, conversation, store, body)
     chats = services.conversations
+    calls: list[dict[str, Any]] = []
     if previous is not None:
         parent = message_id_of(previous)
         state = await chats.holding(principal, parent)
@@ -188,6 +192,8 @@ async def _build(
         history, sizes = _history(state.path(state.leaf_id), state.system_prompt)
     else:
         request.conversation_id, history, sizes = NEW, [], []
+    if passthrough:
+        params[SPEC_KEY] = passthrough_spec(body, messages, calls)
     fitted = _fit(services, principal, request, history, sizes, body.get("truncation") or "")
     if not store:
         if fitted is not None:
@@ -207,6 +213,12 @@ async def _build(
 # ---- the reply ------------------------------------------------------------------------------
 
 
+def _builder(request: ChatRequest) -> type[ResponseBuilder]:
+    """A request a deployment may pass through is relayed when it is (see
+    ``core/responses_passthrough.py``); others are built from the core's events."""
+    return RelayBuilder if SPEC_KEY in request.params else ResponseBuilder
+
+
 def _sse_line(event: dict[str, Any]) -> bytes:
     kind: str = event["type"]
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
@@ -221,6 +233,8 @@ def _keep(services: Services, message_id: str | None, build: ResponseBuilder) ->
         "previous_response_id": build.echo.previous_response_id,
         "calls": build.function_items(),
     }
+    if isinstance(build, RelayBuilder) and build.relayed:
+        data["output"] = build.stored_output()
     services.responses.records.keep(message_id, data)
 
 
@@ -325,7 +339,7 @@ def _background(
 ) -> Response:
     assert request.reply_id is not None
     resp_id = response_id(request.reply_id)
-    build = ResponseBuilder(resp_id, echo)
+    build = _builder(request)(resp_id, echo)
     run = Run(resp_id, principal.user_id, build.response, background=True, current=build.current)
     services.responses.runs.start(run)
     run.add(build.start(queued=True))
@@ -349,7 +363,7 @@ async def _answer(services: Services, principal: Principal, body: dict[str, Any]
         return error_response(exc)
     assert request.reply_id is not None
     resp_id = response_id(request.reply_id) if echo.store else "resp_" + new_id()
-    build = ResponseBuilder(resp_id, echo)
+    build = _builder(request)(resp_id, echo)
     run = None
     if echo.store:
         run = Run(resp_id, principal.user_id, build.response, current=build.current)
@@ -357,7 +371,8 @@ async def _answer(services: Services, principal: Principal, body: dict[str, Any]
     pump = _Pump(services, build, run)
     headers = rate_headers(reserved[0].facts) if reserved else {}
     _, left_out = chat_params(body)
-    if left_out:
+    relayed = isinstance(first, Delta) and bool(first.extra)
+    if left_out and not relayed:
         headers[LEFT_OUT_HEADER] = ", ".join(left_out)
     if body.get("stream"):
         return SSEResponse(_sse(first, events, pump, request.reply_id), headers=headers)
@@ -451,7 +466,9 @@ async def _stored(request: Request, principal: Principal) -> dict[str, Any]:
     status = "failed" if finish == "error" else status_of(finish)
     if finish == "cancelled":
         status = "cancelled"
-    output = stored_output(resp_id, row.content, finish) + record.get("calls", [])
+    output = record.get("output") or (
+        stored_output(resp_id, row.content, finish) + record.get("calls", [])
+    )
     data = response_object(resp_id, echo, int(row.created_at), status, output, usage, finish)
     if status == "failed":
         data["error"] = error_object(INTERNAL)
