@@ -123,6 +123,7 @@ class Services:
                 reply_store(settings),
                 settings.replies,
                 keep_partial=PartialReplies(conversations).keep,
+                written=writer.flush if settings.redis_url else None,
             ),
             conversations=conversations,
             logins=logins,

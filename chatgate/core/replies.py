@@ -112,6 +112,7 @@ class Replies:
         store: ReplyStore,
         settings: ReplySettings,
         keep_partial: KeepPartial | None = None,
+        written: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.chat = chat
         self.store = store
@@ -119,6 +120,10 @@ class Replies:
         self.keep = settings.keep_seconds
         self.lease = settings.lease_seconds
         self.keep_partial = keep_partial
+        self.written = written
+        """Writes what the reply stored at once, before its end is told, when another instance
+        may be asked to continue the conversation the moment the client learns it (the writes
+        are otherwise batched, and one process's own cache hides them)."""
         # A reply cannot outlive its request deadline; its events are kept past that for as
         # long as a reply that ended normally would be, then given up on.
         self.running_ttl = chat.settings.routing.request_deadline + self.grace + self.keep
@@ -220,6 +225,11 @@ class Replies:
         if job.info is None or job.ending:
             return
         job.ending = True
+        if self.written is not None:
+            try:
+                await self.written()
+            except Exception as exc:  # written behind, as without it
+                log.warning("reply %s is told ended before it is written (%s)", job.reply_id, exc)
         await self.store.end(job.reply_id, kind, data, finish_reason, self.keep)
 
     def _cancelled(self, job: _Job) -> dict[str, Any]:

@@ -1,0 +1,417 @@
+"""Two ``chatgate serve`` processes on two ports, sharing a PostgreSQL database of their own and
+Redis, behave as one service: limits are exact across them, a conversation and a key are the same
+on both, and a reply started on one is followed on the other, even when the first one dies.
+
+Skipped, with the reason, when no PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import openai
+import orjson
+import pytest
+import redis
+from support import free_port, remember
+
+ROOT = Path(__file__).parents[2]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS = "redis://127.0.0.1:6379/0"
+API = "/api/v1"
+QUESTION = "what happens to a reply when the server that makes it goes away?"
+
+pytestmark = pytest.mark.timeout(600)  # several processes start, on a busy machine too
+
+
+# ---- the shared PostgreSQL database and Redis ------------------------------------------------
+
+
+def _on_postgres(statement: str) -> bool:
+    async def run() -> bool:
+        try:
+            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # callable from an event loop too
+        return thread.submit(asyncio.run, run()).result()
+
+
+@dataclass
+class Shared:
+    """What every instance shares, and the environment that says so."""
+
+    tmp: Path
+    database_url: str
+    redis_prefix: str
+    secret_key: str = field(default_factory=lambda: remember(secrets.token_urlsafe(24)))
+
+    def env(self, name: str, **settings: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+        data = self.tmp / name
+        data.mkdir(exist_ok=True)
+        values = {
+            "DATA_DIR": str(data),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": REDIS,
+            "REDIS_PREFIX": self.redis_prefix,
+            "SECRET_KEY": self.secret_key,
+            "DEMO_CHUNK_DELAY": "0.05",
+            "CONVERSATION_TITLES": "false",
+            "REPLIES__LEASE_SECONDS": "1",
+        }
+        values.update({key.upper(): value for key, value in settings.items()})
+        env.update({f"CHATGATE_{key}": value for key, value in values.items()})
+        env.update(PYTHONPATH=str(ROOT), COLUMNS="200")
+        return env
+
+    def chatgate(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "chatgate", *args],
+            env=self.env("admin"),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def user_key(self, name: str, daily_requests: int = 10) -> str:
+        """A new user with a key of their own, allowed ``daily_requests`` a day."""
+        self.chatgate("users", "create", name)
+        self.chatgate("users", "set-quota", name, "--daily-requests", str(daily_requests))
+        return remember(self.chatgate("keys", "create", "--user", name).strip())
+
+
+class Serve:
+    """``chatgate serve`` in a process of its own, on a port of its own."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatgate", "serve", "--port", str(port), "--grpc-port", "0"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "chatgate serve ended before it was ready"
+            try:
+                if httpx.get(self.url + "/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("chatgate serve did not become ready")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis server is accepting connections at 127.0.0.1:6379")
+    name = "chatgate_two_" + secrets.token_hex(6)
+    if not _on_postgres(f'CREATE DATABASE "{name}"'):
+        pytest.skip("no PostgreSQL server is accepting connections at 127.0.0.1:5432")
+    prefix = f"chatgate-test-{secrets.token_hex(6)}:"
+    try:
+        found = Shared(
+            tmp_path_factory.mktemp("two"),
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
+            prefix,
+        )
+        found.chatgate("db", "upgrade")
+        yield found
+    finally:
+        _on_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client = redis.Redis.from_url(REDIS)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def pair(shared: Shared) -> Iterator[tuple[Serve, Serve]]:
+    servers = [Serve(shared.env(name), shared.tmp / f"{name}.log") for name in ("one", "two")]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# ---- a client's view of the native API -------------------------------------------------------
+
+
+@dataclass
+class Event:
+    kind: str
+    data: dict[str, Any]
+    id: int | None = None
+
+
+def _events(response: httpx.Response, deltas: int | None = None) -> list[Event]:
+    """The stream's events; after ``deltas`` deltas the client stops reading (and goes away)."""
+    assert response.status_code == 200, response.read()
+    events: list[Event] = []
+    kind, seq = "", None
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            seq = int(line[4:])
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            events.append(Event(kind, orjson.loads(line[6:]), seq))
+            kind, seq = "", None
+            if deltas is not None and sum(e.kind == "delta" for e in events) >= deltas:
+                break
+    return events
+
+
+def _text(events: list[Event]) -> str:
+    return "".join(e.data["text"] for e in events if e.kind == "delta")
+
+
+def _client(server: Serve, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+def _ask(client: httpx.Client, conversation: str, deltas: int | None = None) -> list[Event]:
+    body = {"content": QUESTION, "resumable": True}
+    with client.stream("POST", f"{API}/conversations/{conversation}/messages", json=body) as r:
+        return _events(r, deltas)
+
+
+def _attach(client: httpx.Client, reply_id: str, last_event_id: int) -> list[Event]:
+    headers = {"Last-Event-ID": str(last_event_id)}
+    with client.stream("GET", f"{API}/replies/{reply_id}/events", headers=headers) as r:
+        return _events(r)
+
+
+def _conversation(client: httpx.Client, conversation_id: str) -> dict[str, Any]:
+    response = client.get(f"{API}/conversations/{conversation_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def _message(client: httpx.Client, conversation_id: str, message_id: str) -> dict[str, Any]:
+    messages = _conversation(client, conversation_id)["messages"]
+    [message] = [m for m in messages if m["id"] == message_id]
+    return dict(message)
+
+
+# ---- the stories -----------------------------------------------------------------------------
+
+
+def test_forty_requests_on_two_instances_against_ten_remaining_give_exactly_ten(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    key = shared.user_key("carol", daily_requests=12)
+    ask = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    for server in pair:  # one request through each: ten remain
+        done = httpx.post(
+            server.url + "/v1/chat/completions",
+            json=ask,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert done.status_code == 200, done.text
+
+    async def forty() -> list[BaseException | Any]:
+        clients = [
+            openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+            for server in pair
+        ]
+        release = asyncio.Event()
+
+        async def one(n: int) -> Any:
+            await release.wait()
+            return await clients[n % 2].chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": f"question {n}"}]
+            )
+
+        tasks = [asyncio.create_task(one(n)) for n in range(40)]
+        await asyncio.sleep(0.1)
+        release.set()
+        try:
+            return await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for client in clients:
+                await client.close()
+
+    outcomes = asyncio.run(forty())
+    answered = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, openai.RateLimitError)]
+    assert len(answered) == 10
+    assert len(refused) == 30, [o for o in outcomes if isinstance(o, BaseException)][:3]
+    assert {o.choices[0].finish_reason for o in answered} == {"stop"}
+
+
+def test_a_conversation_written_through_one_instance_is_continued_through_the_other(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    one, other = pair
+    key = shared.user_key("dave")
+    with _client(one, key) as first, _client(other, key) as second:
+        started = _ask(first, "new")
+        reply = started[0].data
+        assert started[-1].kind == "done"
+        conversation_id = reply["conversation_id"]
+
+        continued = _ask(second, conversation_id)
+        assert continued[-1].kind == "done"
+        again = continued[0].data
+        assert again["conversation_id"] == conversation_id
+        # The new question follows the reply written through the first instance.
+        on_first = _conversation(first, conversation_id)
+        question = _message(first, conversation_id, again["parent_id"])
+        assert question["parent_id"] == reply["message_id"]
+        assert _message(first, conversation_id, again["message_id"])["content"] == _text(continued)
+        assert on_first["current_leaf_id"] == again["message_id"]
+        assert len(on_first["messages"]) == 4
+
+
+def test_a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    one, other = pair
+    key = shared.user_key("erin")
+    headers = {"Authorization": f"Bearer {key}"}
+    for server in pair:  # both have the key in their caches now
+        assert httpx.get(server.url + "/v1/models", headers=headers).status_code == 200
+    [listed] = httpx.get(one.url + f"{API}/keys", headers=headers).json()
+
+    revoked = httpx.delete(one.url + f"{API}/keys/{listed['id']}", headers=headers)
+    assert revoked.status_code in (200, 204), revoked.text
+    deadline = time.monotonic() + 1.0
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        status = httpx.get(other.url + "/v1/models", headers=headers).status_code
+    assert status == 401
+
+
+def test_a_stream_cut_on_one_instance_is_resumed_on_the_other_with_last_event_id(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    one, other = pair
+    key = shared.user_key("frank")
+    with _client(one, key) as first, _client(other, key) as second:
+        head = _ask(first, "new", deltas=4)  # then the connection is closed
+        reply = head[0].data
+        assert reply["reply_id"].startswith("rpl_")
+        assert reply["reply_id"] not in (reply["conversation_id"], reply["message_id"])
+        seen = head[-1].id
+        assert seen is not None
+
+        rest = _attach(second, reply["reply_id"], seen)
+        assert rest[0].kind == "reply" and rest[0].data["reply_id"] == reply["reply_id"]
+        numbered = [e.id for e in head + rest if e.id is not None]
+        assert numbered == list(range(1, len(numbered) + 1))  # nothing missing or doubled
+        assert rest[-1].kind == "done" and rest[-1].data["finish_reason"] == "stop"
+        text = _text(head) + _text(rest)
+        for client in (first, second):
+            stored = _message(client, reply["conversation_id"], reply["message_id"])
+            assert stored["content"] == text
+
+        # Only the owner attaches, on either instance.
+        intruder = shared.user_key("grace")
+        with _client(other, intruder) as stranger:
+            refused = stranger.get(f"{API}/replies/{reply['reply_id']}/events")
+            assert refused.status_code == 404
+
+
+def test_a_reply_whose_instance_is_killed_ends_with_an_error_on_the_other_and_is_kept(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    _, other = pair
+    victim = Serve(shared.env("victim", demo_chunk_delay="0.2"), shared.tmp / "victim.log")
+    try:
+        victim.wait_ready()
+        key = shared.user_key("heidi")
+        with _client(victim, key) as first, _client(other, key) as second:
+            head = _ask(first, "new", deltas=3)
+            reply = head[0].data
+            conversation_id = reply["conversation_id"]
+            # The question is written behind, within the writer's interval: wait until it is.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                ids = [m["id"] for m in _conversation(second, conversation_id)["messages"]]
+                if reply["parent_id"] in ids:
+                    break
+                time.sleep(0.1)
+            victim.kill()
+
+            rest = _attach(second, reply["reply_id"], head[-1].id or 0)
+            assert rest[-1].kind == "error"
+            assert rest[-1].data["error"]["code"] == "producer_lost"
+            numbered = [e.id for e in head + rest if e.id is not None]
+            assert numbered == list(range(1, len(numbered) + 1))
+            text = _text(head) + _text(rest)
+            assert text and len(text) < len(reply_text_of(QUESTION))
+
+            stored = _message(second, conversation_id, reply["message_id"])
+            assert stored["content"] == text
+            assert stored["finish_reason"] == "error"
+            assert _conversation(second, conversation_id)["current_leaf_id"] == reply["message_id"]
+            [listed] = [
+                r for r in second.get(f"{API}/replies").json()["data"]
+                if r["reply_id"] == reply["reply_id"]
+            ]  # fmt: skip
+            assert listed["status"] == "ended" and listed["finish_reason"] == "error"
+            # A second follower sees the same end, and nothing is stored twice.
+            again = _attach(second, reply["reply_id"], 0)
+            assert _text(again) == text and again[-1].data["error"]["code"] == "producer_lost"
+            messages = _conversation(second, conversation_id)["messages"]
+            assert [m["id"] for m in messages].count(reply["message_id"]) == 1
+    finally:
+        victim.stop()
+
+
+def reply_text_of(question: str) -> str:
+    from chatgate.providers.demo import compose_reply
+
+    return compose_reply(question)
