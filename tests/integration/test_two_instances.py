@@ -27,6 +27,7 @@ import orjson
 import pytest
 import redis
 from support import free_port, remember
+from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).parents[2]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -362,6 +363,43 @@ def test_a_stream_cut_on_one_instance_is_resumed_on_the_other_with_last_event_id
         with _client(other, intruder) as stranger:
             refused = stranger.get(f"{API}/replies/{reply['reply_id']}/events")
             assert refused.status_code == 404
+
+
+def _frames(ws: ClientConnection, rid: str, until: str | int) -> list[dict[str, Any]]:
+    """The socket's frames for request ``rid``, up to the one with seq ``until`` or the end."""
+    frames: list[dict[str, Any]] = []
+    while not frames or not (
+        frames[-1].get("seq") == until or frames[-1]["type"] in ("done", "error")
+    ):
+        frame = orjson.loads(ws.recv(timeout=30))
+        if frame["id"] == rid:
+            frames.append(frame)
+    return frames
+
+
+def test_a_websocket_reply_is_resumed_on_the_other_instance(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    one, other = pair
+    key = shared.user_key("ivan")
+    auth = {"Authorization": f"Bearer {key}"}
+    ask = {"type": "chat", "id": "q1", "model": "demo", "resumable": True}
+    ask |= {"conversation_id": "new", "messages": [{"role": "user", "content": QUESTION}]}
+    with connect(one.url.replace("http", "ws", 1) + f"{API}/ws", additional_headers=auth) as ws:
+        ws.send(orjson.dumps(ask).decode())
+        head = _frames(ws, "q1", until=3)
+    reply = head[0]
+    assert [f["seq"] for f in head[1:]] == [1, 2, 3]
+    resume = {"type": "resume", "id": "again", "reply_id": reply["reply_id"], "after": 3}
+    with connect(other.url.replace("http", "ws", 1) + f"{API}/ws", additional_headers=auth) as ws:
+        ws.send(orjson.dumps(resume).decode())
+        rest = _frames(ws, "again", until="end")
+    assert rest[0]["type"] == "reply" and rest[0]["reply_id"] == reply["reply_id"]
+    assert [f["seq"] for f in rest[1:]] == list(range(4, 4 + len(rest) - 1))
+    assert rest[-1]["type"] == "done" and rest[-1]["finish_reason"] == "stop"
+    text = "".join(f["text"] for f in head[1:] + rest[1:-1])
+    with _client(other, key) as client:
+        assert _message(client, reply["conversation_id"], reply["message_id"])["content"] == text
 
 
 def test_a_reply_whose_instance_is_killed_ends_with_an_error_on_the_other_and_is_kept(
