@@ -23,6 +23,8 @@ class Reply:
     usage: tuple[int, int] = (11, 7)
     status: int = 200
     incomplete: bool = False
+    fails: bool = False
+    """After its items, ``response.failed`` instead of ``response.completed``."""
 
 
 def text(words: str) -> dict[str, Any]:
@@ -91,6 +93,11 @@ class _Writer:
         self.emit("response.in_progress", response=self.response("in_progress"))
         for index, spec in enumerate(self.reply.items):
             getattr(self, "_" + spec["type"])(index, spec)
+        if self.reply.fails:
+            failed = self.response("failed")
+            failed["error"] = {"code": "server_error", "message": "the model crashed"}
+            self.emit("response.failed", response=failed)
+            return
         status = "incomplete" if self.reply.incomplete else "completed"
         self.emit(f"response.{status}", response=self.response(status))
 

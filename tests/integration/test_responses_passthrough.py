@@ -327,3 +327,62 @@ def test_reasoning_effort_reaches_a_chat_upstream_only_where_it_is_taken(
         assert ("reasoning_effort" in sent) is takes
     finally:
         server.stop()
+
+
+def test_a_failure_after_the_first_output_ends_the_stream_failed(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread], check: Check
+) -> None:
+    first, second = (_upstream(s) for s in upstreams)
+    first.enqueue(Reply([text("Half an answer")], fails=True))
+    events = _events(_raw_stream(gateway, {"model": "gpt-chain", "input": "go"}))
+    assert events[-1]["type"] == "response.failed"
+    assert "the model crashed" in events[-1]["response"]["error"]["message"]
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Half an answer"
+    for event in events:
+        assert check("ResponseStreamEvent", event) == [], event
+    assert second.requests == []  # nothing is sent twice once output has gone out
+    (row,) = request_log(gateway, "alice")
+    assert (row.provider, row.status) == ("first", "error")
+
+
+def test_a_conversation_continued_through_a_passing_upstream_lists_its_items(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread]
+) -> None:
+    upstream = _upstream(upstreams[0])
+    upstream.enqueue(Reply([text("One")]), Reply([text("Two")]))
+    client = _client(gateway)
+    conversation = client.conversations.create()
+    client.responses.create(model="gpt-pass", input="first", conversation=conversation.id)
+    client.responses.create(model="gpt-pass", input="second", conversation=conversation.id)
+    texts = [
+        i.content[0].text
+        for i in client.conversations.items.list(conversation.id, order="asc").data
+    ]
+    assert texts == ["first", "One", "second", "Two"]
+    assert [i["role"] for i in upstream.requests[1]["input"]] == ["user", "assistant", "user"]
+
+
+def test_a_translating_deployment_answers_when_the_passing_one_fails_first(
+    make_gateway: Callable[..., Gateway], upstreams: tuple[ServerThread, ServerThread], check: Check
+) -> None:
+    chat = ServerThread(DemoUpstream(record=True)).start()
+    try:
+        settings = _settings(*upstreams)
+        settings["providers"].append(
+            {"name": "chat", "base_url": chat.url + "/v1", "discover_models": False}
+        )
+        settings["models"].append(
+            {"name": "mixed", "deployments": ["first", "chat"], "upstream_name": "demo"}
+        )
+        gateway = make_gateway(**settings)
+        _upstream(upstreams[0]).enqueue(failure(503))
+        body = {"model": "mixed", "input": "Say hi", "tools": [LOOKUP, {"type": "web_search"}]}
+        streamed = _raw_stream(gateway, body)
+        assert streamed.headers["x-chatgate-tools-left-out"] == "web_search"
+        events = _events(streamed)
+        for event in events:
+            assert check(HOSTED[event["type"]], event) == [], event
+        assert 'You asked: "Say hi"' in events[-1]["response"]["output_text"]
+        assert "messages" in chat.app.requests[-1]  # it was sent Chat Completions
+    finally:
+        chat.stop()
