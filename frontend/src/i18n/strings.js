@@ -35,6 +35,8 @@ export const en = {
   'login.tooManyHint': 'Try again in {time}.',
   'login.tooManyLater': 'Try again in a little while.',
   'login.failed': 'Could not log in: {message}',
+  'login.pending': 'This account is waiting for approval.',
+  'login.pendingHint': 'An administrator approves new accounts; try again later.',
 
   'quota.title': 'Today’s quota is used up',
   'quota.requests': 'You have used all {limit} requests allowed today.',
@@ -208,6 +210,8 @@ export const zh = {
   'login.tooManyHint': '请在 {time} 后重试。',
   'login.tooManyLater': '请稍后再试。',
   'login.failed': '无法登录：{message}',
+  'login.pending': '此账号正在等待审核。',
+  'login.pendingHint': '新账号需管理员批准，请稍后再试。',
 
   'quota.title': '今日额度已用完',
   'quota.requests': '今天允许的 {limit} 次请求已全部用完。',

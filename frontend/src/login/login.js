@@ -11,12 +11,11 @@ import { t, locale, setLocale } from '../i18n/index.js';
 import { ThemeSwitch } from '../theme/theme.js';
 import { refreshUsage } from '../account/limits.js';
 import { request } from '../api/core.js';
-import { SignupForm } from './signup.js';
 
 /** The message for a failed login, by the server's error code. */
 function failure(error) {
   if (error.code === 'account_pending') {
-    return { title: t('signup.pending'), detail: t('signup.pendingHint') };
+    return { title: t('login.pending'), detail: t('login.pendingHint') };
   }
   if (error.code === 'account_disabled' || (error.status === 403 && error.code !== 'permission_denied')) {
     return { title: t('login.disabled'), detail: t('login.disabledHint') };
@@ -51,12 +50,20 @@ export function Login() {
   const alertRef = useRef(/** @type {HTMLDivElement|null} */ (null));
 
   const [signup, setSignup] = useState('off');
+  // The sign-up form is loaded only when sign-up is on: most servers never show it.
+  const [SignupForm, setSignupForm] = useState(/** @type {any} */ (null));
   const invite = new URLSearchParams(location.search).get('invite') || '';
 
   useEffect(() => {
     if (!invite) user.current?.focus();
     request('GET', '/api/v1/auth/signup')
-      .then((s) => setSignup((s && s.mode) || 'off'))
+      .then(async (s) => {
+        const mode = (s && s.mode) || 'off';
+        if (mode === 'off') return;
+        const module = await import('./signup.js');
+        setSignupForm(() => module.SignupForm);
+        setSignup(mode);
+      })
       .catch(() => setSignup('off'));
   }, []);
   useEffect(() => {
@@ -123,7 +130,7 @@ export function Login() {
           ${busy ? t('login.busy') : t('login.submit')}
         </button>
       </form>
-      ${signup !== 'off' && html`<${SignupForm} mode=${signup} invite=${invite} onActive=${enter} />`}
+      ${signup !== 'off' && SignupForm && html`<${SignupForm} mode=${signup} invite=${invite} onActive=${enter} />`}
       <div class="login-tools">
         <${LanguageSwitch} id="login-lang" />
         <${ThemeSwitch} id="login-theme" />

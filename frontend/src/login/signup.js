@@ -7,6 +7,7 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { request } from '../api/core.js';
 import { t, register } from '../i18n/index.js';
+import './signup.css';
 
 register({
   en: {
