@@ -123,18 +123,25 @@ _GC_DEFAULTS = gc.get_threshold()
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, web_dir: Path | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    web_dir: Path | None = None,
+    first: bool = True,
 ) -> FastAPI:
-    """The whole service; ``web_dir`` holds the built web page (default: the package's)."""
+    """The whole service; ``web_dir`` holds the built web page (default: the package's).
+    Of several workers only the ``first`` does the start-up work done once (the database was
+    upgraded before they started; the setup link is logged once)."""
     log_redaction.install()  # the servers' own log lines show no credential
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.open(settings, clock=clock)
+        services = await Services.open(settings, clock=clock, migrate=None if first else False)
         app.state.services = services
-        grpc = await _start_grpc(services)
+        grpc = app.state.grpc = await _start_grpc(services)
         install_reload_signal(ProviderAdmin(services.models, services.accounts.audit))
-        await native_setup.announce(services)
+        if first:
+            await native_setup.announce(services)
         # What start-up made lives as long as the service: out of the collector's way. A request
         # leaves little cyclic garbage, so young collections can be rarer (5% less CPU each).
         gc.collect()

@@ -8,6 +8,7 @@ handler and come out in the same format.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Literal
 
@@ -29,23 +30,43 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def json_formatter() -> logging.Formatter:
+class WorkerFilter(logging.Filter):
+    """Names the worker process (``worker``: its number, then its pid) on every record."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.worker = f"worker {number}, pid {os.getpid()}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def json_formatter(extra: str = "") -> logging.Formatter:
     """One JSON object a line: time, level, logger, message, request id, the exception's
     traceback when there is one, and the access log's fields."""
     from pythonjsonlogger.json import JsonFormatter
 
     return JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s" + extra,
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
     )
 
 
-def setup(level: str, log_format: LogFormat = "text") -> None:
-    """Send every log line (chatgate's and uvicorn's) to standard error in ``log_format``."""
+def setup(level: str, log_format: LogFormat = "text", worker: int | None = None) -> None:
+    """Send every log line (chatgate's and uvicorn's) to standard error in ``log_format``.
+    A worker of several names itself in each line (``worker``), so that lines tell apart."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(json_formatter() if log_format == "json" else logging.Formatter(TEXT))
+    if worker is not None:
+        handler.addFilter(WorkerFilter(worker))
+    text = TEXT if worker is None else TEXT.replace("%(name)s", "%(name)s (%(worker)s)")
+    handler.setFormatter(
+        json_formatter(" %(worker)s" if worker is not None else "")
+        if log_format == "json"
+        else logging.Formatter(text)
+    )
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

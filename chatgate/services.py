@@ -6,7 +6,7 @@ The server builds one ``Services`` in its lifespan; every command of the CLI bui
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatgate.core.accounts import AccountService, Limits
 from chatgate.core.change_signals import signals_for
@@ -14,6 +14,7 @@ from chatgate.core.changes import ChangeFeed, DatabaseChangeFeed
 from chatgate.core.chat import ChatService
 from chatgate.core.clock import Clock
 from chatgate.core.conversations import ConversationService
+from chatgate.core.draining import Drain
 from chatgate.core.embeddings import EmbeddingService
 from chatgate.core.jwts import JwtCodec
 from chatgate.core.logins import FailedLoginLimiter, LoginService
@@ -54,6 +55,7 @@ class Services:
     embeddings: EmbeddingService
     responses: ResponseState
     changes: ChangeFeed | None = None
+    drain: Drain = field(default_factory=Drain)
 
     @classmethod
     async def open(
@@ -106,7 +108,10 @@ class Services:
                     "(set OPENAI_BASE_URL and OPENAI_API_KEY to use a real one)"
                 )
         conversations = ConversationService(db, writer, models, settings, clock)
-        chat = ChatService(models, quotas, usage, metrics, settings, conversations=conversations)
+        drain = Drain()
+        chat = ChatService(
+            models, quotas, usage, metrics, settings, conversations=conversations, drain=drain
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -131,6 +136,7 @@ class Services:
             embeddings=EmbeddingService(models, quotas, usage, metrics, settings),
             responses=ResponseState(db, writer, clock),
             changes=changes,
+            drain=drain,
         )
 
     async def close(self) -> None:

@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     grpc_port: int = 9000
+    # Processes serving the same ports (they share limits through Redis), and how long running
+    # replies may go on once the server is told to stop.
+    workers: int = Field(default=1, ge=1)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     access_log: bool = False

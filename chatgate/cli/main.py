@@ -118,6 +118,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="gRPC port (0 turns it off).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes serving the same ports (needs Redis).")
+    ] = None,
     config: ConfigOption = None,
     log_format: Annotated[
         str | None, typer.Option(help="Log lines as 'text' or 'json' (one object a line).")
@@ -140,6 +143,7 @@ def serve(
         "access_log": access_log,
         "ssl_certfile": ssl_certfile,
         "ssl_keyfile": ssl_keyfile,
+        "workers": workers,
     }
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if host is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatgate.core.accounts import Principal
+from chatgate.core.draining import Drain
 from chatgate.core.errors import ChatgateError
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message, Usage
 from chatgate.core.metrics import Metrics
@@ -109,8 +110,10 @@ class ChatService:
         metrics: Metrics,
         settings: Settings,
         conversations: ConversationHook | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.models = models
+        self.drain = drain or Drain()
         self.settings = settings
         self.quotas = quotas
         self.usage = usage
@@ -149,7 +152,8 @@ class ChatService:
                 wants_raw=request.wants_raw,
                 client_usage=request.client_usage,
             )
-            async with aclosing(self.models.stream(route, call, ex.served)) as pieces:
+            upstream = self.models.stream(route, call, ex.served)
+            async with aclosing(self.drain.pieces(upstream)) as pieces:
                 async for piece in pieces:
                     ex.add(piece)
                     yield piece

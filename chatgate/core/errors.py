@@ -203,6 +203,15 @@ class Cancelled(ChatgateError):
     status = 499
 
 
+class ShuttingDown(ChatgateError):
+    """The server is stopping and its grace period for running replies has passed: what the
+    reply had said is stored, and the request may be sent again (to another server)."""
+
+    code = "server_shutting_down"
+    status = 503
+    retryable = True
+
+
 class PortInUse(Exception):
     """A port the server is to listen on cannot be had: told to the operator in one line, with
     the option that chooses another. Never a client's error, so not a ``ChatgateError``."""

@@ -26,6 +26,7 @@ from chatgate.core.errors import (
     LimitExceeded,
     NotFound,
     PermissionDenied,
+    ShuttingDown,
     UpstreamError,
     UpstreamMisconfigured,
     UpstreamRejected,
@@ -48,6 +49,7 @@ _CODES: list[tuple[type[ChatgateError], grpc.StatusCode]] = [
     (UpstreamTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (UpstreamMisconfigured, grpc.StatusCode.INTERNAL),
     (UpstreamError, grpc.StatusCode.UNAVAILABLE),
+    (ShuttingDown, grpc.StatusCode.UNAVAILABLE),
     (Cancelled, grpc.StatusCode.CANCELLED),
 ]
 _BY_STATUS = {

@@ -75,7 +75,8 @@ async def start(services: Services) -> grpc.aio.Server | None:
         interceptors=[Guard(SERVICE_NAMES)],
         options=[
             ("grpc.max_receive_message_length", limit),
-            ("grpc.so_reuseport", 0),
+            # Several workers share the port, and the kernel spreads the connections.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
     chat_pb2_grpc.add_ChatServicer_to_server(AskService(services), server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,169 @@
+"""``chatgate serve --workers N``: N processes serving the same ports, and their supervisor.
+
+The parent binds the HTTP socket once, upgrades a SQLite database once, and starts N workers as
+uvicorn's own supervisor does: spawned processes that each serve the socket they inherit, the
+kernel handing each new connection to one of them. Only the first logs the setup link. The
+parent watches them: a worker that dies is started again, and one that cannot start stops them
+all (it would fail the same way each time). SIGTERM or Ctrl-C to the parent is passed to every
+worker, which drains as a single server does, and the parent waits for them; SIGHUP is passed
+on when there is a configuration file (each worker re-reads it).
+
+gRPC runs in every worker, on the same port with SO_REUSEPORT: the kernel spreads gRPC
+connections as it spreads HTTP ones, a stream is answered by the process that holds its
+connection with no relay between processes, and there is no further process to watch.
+
+The workers share their limits through Redis (daily quotas, per-minute rates, streams at
+once): counting in each process would let a daily cap of 10 become 10 per worker, so several
+workers without ``redis_url`` are refused. The database is shared as by several instances: on
+PostgreSQL as by any client, on SQLite in WAL mode, whose writers take turns (a writer waits up
+to 5 s for the lock; the write-behind queue keeps its rows and retries beyond that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
+from types import FrameType
+
+from chatgate.cli import serving
+from chatgate.settings import Settings
+from chatgate.store.db import Database
+
+log = logging.getLogger("chatgate")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why these settings cannot run several workers, as one line naming the fix; or None."""
+    if settings.redis_url:
+        return None
+    return (
+        f"--workers {settings.workers} needs Redis for the workers to share exact limits: "
+        "set CHATGATE_REDIS_URL=redis://HOST:6379/0 (or redis_url in the configuration file), "
+        "or serve with --workers 1"
+    )
+
+
+def supervise(settings: Settings, sock: socket.socket) -> int:
+    """Run ``settings.workers`` workers on ``sock`` until stopped; the exit code."""
+    with sock:
+        return Supervisor(settings, sock).run()
+
+
+def _work(settings: Settings, number: int, sock: socket.socket, ready: SimpleQueue[int]) -> None:
+    """A worker process: chatgate's server on the inherited socket."""
+    from chatgate import logs
+
+    logs.setup(settings.log_level, settings.log_format, worker=number)
+    serving.run(settings, sock, first=number == 0, ready=lambda: ready.put(number))
+
+
+async def _upgrade(settings: Settings) -> None:
+    """What ``serve`` does to a SQLite database, once, before any worker opens it."""
+    db = Database(settings.resolved_database_url)
+    try:
+        if db.is_sqlite:
+            await db.upgrade()
+    finally:
+        await db.close()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.context = multiprocessing.get_context("spawn")
+        self.ready: SimpleQueue[int] = self.context.SimpleQueue()
+        self.workers: list[BaseProcess | None] = [None] * settings.workers
+        self.serving: set[int] = set()
+        self.signals: list[int] = []
+        self.wake = threading.Event()
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        self.signals.append(number)
+        self.wake.set()
+
+    def _start(self, number: int) -> None:
+        process = self.context.Process(
+            target=_work,
+            args=(self.settings, number, self.sock, self.ready),
+            name=f"chatgate-worker-{number}",
+        )
+        process.start()
+        self.workers[number] = process
+
+    def run(self) -> int:
+        asyncio.run(_upgrade(self.settings))
+        handled = [*STOP_SIGNALS, signal.SIGHUP]
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
+            for number in range(len(self.workers)):
+                self._start(number)
+            return self._watch()
+        finally:
+            self._stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _watch(self) -> int:
+        announced = False
+        while True:
+            self.wake.wait(0.5)
+            self.wake.clear()
+            while self.signals:
+                sig = self.signals.pop(0)
+                if sig in STOP_SIGNALS:
+                    log.info("stopping %d workers", len(self.workers))
+                    return 0
+                if self.settings.config_file is not None:
+                    self._send(signal.SIGHUP)
+            while not self.ready.empty():
+                self.serving.add(self.ready.get())
+            if not announced and len(self.serving) == len(self.workers):
+                log.info("%s", serving.listening(self.settings, len(self.workers)))
+                announced = True
+            for number, process in enumerate(self.workers):
+                if process is None or process.exitcode is None:
+                    continue
+                if number not in self.serving:
+                    log.error(
+                        "worker %d could not start (exit code %s): stopping the others",
+                        number,
+                        process.exitcode,
+                    )
+                    return serving.STARTUP_FAILURE
+                log.warning(
+                    "worker %d (pid %s) ended with exit code %s: starting another",
+                    number,
+                    process.pid,
+                    process.exitcode,
+                )
+                self.serving.discard(number)
+                self._start(number)
+
+    def _send(self, sig: int) -> None:
+        for process in self.workers:
+            if process is not None and process.exitcode is None and process.pid is not None:
+                os.kill(process.pid, sig)
+
+    def _stop(self) -> None:
+        """SIGTERM to every worker, then wait for them to drain (killing any that outstays
+        the grace period by far)."""
+        self._send(signal.SIGTERM)
+        wait = self.settings.shutdown_grace_seconds + 4 * serving.AFTER_GRACE
+        for process in self.workers:
+            if process is None:
+                continue
+            process.join(wait)
+            if process.exitcode is None:
+                log.error("worker pid %s did not stop in %ss: killed", process.pid, wait)
+                process.kill()
+                process.join()
