@@ -148,7 +148,7 @@ function CreateUser({ onDone }) {
   </section>`;
 }
 
-function UserRow({ user, onEdit }) {
+function UserRow({ user, onEdit, onApprove }) {
   const status = statusOf(user);
   const lim = user.limits || {};
   const today = user.today || { requests: 0, tokens: 0 };
@@ -160,8 +160,13 @@ function UserRow({ user, onEdit }) {
     <td><${UsedOf} used=${today.tokens} limit=${lim.daily_tokens} label=${t('console.quota.dailyTokens')} /></td>
     <td class="num">${limitText(lim.rpm)}</td>
     <td class="num">${limitText(lim.max_streams)}</td>
-    <td><button type="button" class="btn" aria-label=${t('console.users.manageLabel', { name: user.name })}
-      onClick=${() => onEdit(user)}>${t('console.users.manage')}</button></td>
+    <td class="row nowrap">
+      ${status === 'pending' &&
+      html`<button type="button" class="btn btn-primary" onClick=${() => onApprove(user)}
+        aria-label=${t('console.users.approveLabel', { name: user.name })}>${t('console.users.approve')}</button>`}
+      <button type="button" class="btn" aria-label=${t('console.users.manageLabel', { name: user.name })}
+        onClick=${() => onEdit(user)}>${t('console.users.manage')}</button>
+    </td>
   </tr>`;
 }
 
@@ -257,6 +262,15 @@ export function UsersSection() {
     return () => clearTimeout(timer);
   }, [q]);
   const user = users && editing ? users.find((u) => u.name === editing) : null;
+  const approve = async (u) => {
+    try {
+      await patchUser(u.name, { status: 'active' });
+      toast(t('console.users.approved', { name: u.name }));
+      await load();
+    } catch (e) {
+      setError(e.message);
+    }
+  };
   const pending = (users || []).filter((u) => statusOf(u) === 'pending').length;
   return html`<div class="console-section" aria-labelledby="users-title">
     <h2 id="users-title" class="section-title">${t('console.users')}</h2>
@@ -285,7 +299,7 @@ export function UsersSection() {
                 <th scope="col">${t('console.quota.maxStreams')}</th>
                 <th scope="col"><span class="sr-only">${t('console.users.manage')}</span></th>
               </tr></thead>
-              <tbody>${users.map((u) => html`<${UserRow} key=${u.name} user=${u} onEdit=${(x) => setEditing(x.name)} />`)}</tbody>
+              <tbody>${users.map((u) => html`<${UserRow} key=${u.name} user=${u} onEdit=${(x) => setEditing(x.name)} onApprove=${approve} />`)}</tbody>
             </table>
           </div>`}
     </section>
