@@ -138,7 +138,11 @@ class ChatgateServer(uvicorn.Server):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._replies_ended(services.drain), grace + AFTER_GRACE)
         for connection in websockets:
-            connection.shutdown()
+            if connection in self.server_state.connections:
+                try:
+                    connection.shutdown()  # close code 1012, "service restart"
+                except Exception as exc:  # the client was closing it meanwhile
+                    log.debug("a WebSocket was already closing: %r", exc)
         try:
             await asyncio.wait_for(self._wait_tasks_to_complete(), AFTER_GRACE)
         except TimeoutError:

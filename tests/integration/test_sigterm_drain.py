@@ -5,24 +5,31 @@ their transport's shape; every reply is stored and every request booked."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import openai
 import pytest
-import websockets
 from databases import process_env
 from serve_process import Serve, chatgate
 from sqlalchemy import func, select
+from support import free_port
+from websockets.sync.client import connect as ws_connect
 
 from chatgate.settings import Settings
 from chatgate.store.db import Database
 from chatgate.store.tables import RequestLog, StoredMessage, UsageDaily
+from chatgate.transports.protos import chatgate_v1_pb2, chatgate_v1_pb2_grpc
+
+pb = chatgate_v1_pb2
 
 STREAMS = 20
 GRACE = 3
@@ -186,25 +193,96 @@ def test_replies_that_end_within_the_grace_period_end_whole(tmp_path: Path) -> N
     assert stored.requests == 2
 
 
-async def _websocket_reply(url: str, key: str) -> list[dict[str, object]]:
-    """A reply asked over the native WebSocket: its frames until the one that ends it."""
-    frames: list[dict[str, object]] = []
+def _websocket(url: str, key: str, started: threading.Barrier) -> dict[str, Any]:
+    """A reply asked over the native WebSocket: the frame that ends it."""
     ws_url = url.replace("http", "ws", 1) + "/api/v1/ws"
-    async with websockets.connect(
-        ws_url, additional_headers={"Authorization": f"Bearer {key}"}
-    ) as ws:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "chat",
-                    "id": "r1",
-                    "model": "demo",
-                    "messages": [{"role": "user", "content": "a question by WebSocket"}],
-                }
-            )
-        )
+    headers = {"Authorization": f"Bearer {key}"}
+    with ws_connect(ws_url, additional_headers=headers, open_timeout=30) as ws:
+        question = {"role": "user", "content": "a question by WebSocket"}
+        ws.send(json.dumps({"type": "chat", "id": "r1", "model": "demo", "messages": [question]}))
+        deltas = 0
         while True:
-            frame = json.loads(await ws.recv())
-            frames.append(frame)
-            if frame.get("type") in ("done", "error"):
-                return frames
+            frame: dict[str, Any] = json.loads(ws.recv(timeout=60))
+            if frame["type"] != "delta":
+                return frame
+            deltas += 1
+            if deltas == 2:
+                started.wait(120)
+
+
+def _native_stream(url: str, key: str, started: threading.Barrier, **body: Any) -> list[str]:
+    """A question to a new conversation on the native API: the kinds and data of its events."""
+    payload = {"content": "a question by the native API", **body}
+    events: list[str] = []
+    headers = {"Authorization": f"Bearer {key}"}
+    path = url + "/api/v1/conversations/new/messages"
+    with (
+        httpx.Client(headers=headers, timeout=60) as client,
+        client.stream("POST", path, json=payload) as r,
+    ):
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                events.append(line[7:])
+                if events.count("delta") == 2:
+                    started.wait(120)
+            elif line.startswith("data: ") and events and events[-1] == "error":
+                events.append(line[6:])
+    return events
+
+
+def _grpc(port: int, key: str, started: threading.Barrier) -> tuple[str, str]:
+    """A native gRPC stream: its status code and the error event it ended with."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = chatgate_v1_pb2_grpc.ChatgateStub(channel)
+        question = pb.Message(role="user", content="a question by gRPC")
+        call = stub.Chat(
+            pb.ChatRequest(model="demo", messages=[question]),
+            metadata=(("authorization", f"Bearer {key}"),),
+        )
+        deltas, last = 0, ""
+        try:
+            for event in call:
+                kind = event.WhichOneof("event")
+                if kind == "delta":
+                    deltas += 1
+                    if deltas == 2:
+                        started.wait(120)
+                else:
+                    last = str(event)
+        except grpc.RpcError as exc:
+            return exc.code().name, last  # type: ignore[attr-defined]
+        return "OK", last
+
+
+@pytest.mark.timeout(300)
+def test_every_transport_gets_the_error_event_in_its_own_shape(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = _env(data)
+    chatgate(env, "users", "create", "alice")
+    key = chatgate(env, "keys", "create", "--user", "alice").strip()
+    grpc_port = free_port()
+    server = Serve(env, tmp_path / "serve.log", "--grpc-port", str(grpc_port))
+    try:
+        server.wait_ready()
+        started = threading.Barrier(5)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            websocket = pool.submit(_websocket, server.url, key, started)
+            native = pool.submit(_native_stream, server.url, key, started)
+            resumable = pool.submit(_native_stream, server.url, key, started, resumable=True)
+            over_grpc = pool.submit(_grpc, grpc_port, key, started)
+            started.wait(120)
+            server.terminate()
+            ends = [f.result(60) for f in (websocket, native, resumable, over_grpc)]
+        assert server.wait(60) in STOPPED, "\n".join(server.lines())
+    finally:
+        server.stop()
+    frame, native_events, resumable_events, (code, last) = ends
+    assert frame["type"] == "error" and frame["code"] == "server_shutting_down"
+    for events in (native_events, resumable_events):
+        assert events[-2] == "error", events
+        assert json.loads(events[-1])["error"]["code"] == "server_shutting_down"
+    assert code == "UNAVAILABLE" and "server_shutting_down" in last
+    stored = _stored(data)
+    assert stored.statuses == ["error"] * 4
+    assert len(stored.replies) == 2 and all(stored.replies)  # the two conversations' replies
