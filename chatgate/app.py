@@ -33,6 +33,7 @@ from chatgate.transports import (
     native_providers,
     native_replies,
     native_setup,
+    native_signup,
     openai_conversations,
     openai_embeddings,
     openai_http,
@@ -67,6 +68,7 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/api/v1/auth/login",
         *native_setup.PATHS,  # the first administrator's creation, with the logged link
+        *native_signup.PATHS,  # sign-up, when an administrator allows it
         "/token",
         *web.PUBLIC_PATHS,  # the web page and its assets
     }
@@ -188,6 +190,7 @@ def create_app(
     app.include_router(native_accounts.router)
     app.include_router(native_admin.router)
     app.include_router(native_setup.router)
+    app.include_router(native_signup.router)
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from chatgate.core.accounts import AccountService, Limits
 from chatgate.core.change_signals import signals_for
@@ -16,6 +17,7 @@ from chatgate.core.clock import Clock
 from chatgate.core.conversations import ConversationService
 from chatgate.core.draining import Drain
 from chatgate.core.embeddings import EmbeddingService
+from chatgate.core.invites import Invites
 from chatgate.core.jwts import JwtCodec
 from chatgate.core.logins import FailedLoginLimiter, LoginService
 from chatgate.core.metrics import Metrics
@@ -25,6 +27,7 @@ from chatgate.core.quotas import QuotaService
 from chatgate.core.replies import Replies
 from chatgate.core.reply_store import MemoryReplyStore, ReplyStore
 from chatgate.core.response_store import ResponseState
+from chatgate.core.signup import SignupService
 from chatgate.core.usage import UsageQueries, UsageRecorder
 from chatgate.providers.admin import reload_announced
 from chatgate.providers.demo import DEMO_MODEL
@@ -137,6 +140,18 @@ class Services:
             responses=ResponseState(db, writer, clock),
             changes=changes,
             drain=drain,
+        )
+
+    @cached_property
+    def signup(self) -> SignupService:
+        """Sign-up and its invites; failed attempts are limited like failed logins."""
+        settings = self.settings
+        limiter = FailedLoginLimiter(
+            settings.login_max_failures, settings.login_window_seconds, self.clock.now
+        )
+        invites = Invites(self.db, self.accounts.audit, self.clock.now)
+        return SignupService(
+            self.db, self.accounts, invites, settings.signup, limiter, self.clock.now
         )
 
     async def close(self) -> None:

@@ -247,6 +247,9 @@ class Settings(BaseSettings):
     compat_model: str | None = None
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: float = Field(default=300.0, gt=0)
+    # Sign-up at start: off, open with an administrator's approval, or by invite only. An
+    # administrator changes it at run time (kept in the database; that value then wins).
+    signup: Literal["off", "approval", "invite"] = "off"
     cookie_secure: bool | None = None
     redis_prefix: str = "chatgate:"
 

@@ -97,6 +97,14 @@ class UserInfo:
     disabled: bool
     created_at: float
     quota: dict[str, int | None]
+    pending: bool = False
+
+    @property
+    def status(self) -> str:
+        """``pending`` (waiting for approval), ``disabled`` or ``active``."""
+        if self.pending:
+            return "pending"
+        return "disabled" if self.disabled else "active"
 
 
 @dataclass(slots=True)
@@ -633,6 +641,7 @@ def user_info(user: User) -> UserInfo:
         disabled=user.disabled,
         created_at=user.created_at,
         quota={name: getattr(user, name) for name in QUOTA_FIELDS},
+        pending=bool(user.pending),
     )
 
 

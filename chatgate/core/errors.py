@@ -48,6 +48,28 @@ class AccountDisabled(PermissionDenied):
     code = "account_disabled"
 
 
+class AccountPending(AccountDisabled):
+    """A login with the right password to an account made by sign-up, still waiting for an
+    administrator's approval."""
+
+    code = "account_pending"
+
+
+class SignupClosed(PermissionDenied):
+    code = "signup_closed"
+
+
+class InviteRefused(PermissionDenied):
+    """A sign-up whose invite code is missing, unknown, expired or used up (``code`` says
+    which)."""
+
+    code = "invite_invalid"
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, param="invite")
+        self.code = code
+
+
 class NotFound(ChatgateError):
     code = "not_found"
     status = 404

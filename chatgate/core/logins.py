@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatgate.core.accounts import AccountService, Principal, UserInfo, user_info
 from chatgate.core.errors import (
     AccountDisabled,
+    AccountPending,
     InvalidCredentials,
     TooManyLoginAttempts,
 )
@@ -31,6 +32,7 @@ log = logging.getLogger("chatgate.logins")
 
 _BAD_LOGIN = "Invalid username or password"
 _DISABLED = "This account is disabled; ask an administrator to enable it."
+_PENDING = "This account waits for an administrator's approval."
 _MAX_TRACKED = 100_000
 
 
@@ -141,6 +143,11 @@ class LoginService:
             why = " (disabled)" if user is not None and user.disabled else ""
             log.info("login failed for %s%s (from %s)", who, why, address)
             raise InvalidCredentials(_BAD_LOGIN)
+        if user.pending:
+            log.info(
+                "login refused for user %s: waiting for approval (from %s)", user.name, address
+            )
+            raise AccountPending(_PENDING)
         if user.disabled:
             # Only someone who knows the password learns the account rests, so the answer
             # reveals no more than a login would. It still counts as a failure: guessing

@@ -48,6 +48,8 @@ class User(QuotaColumns, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Made by open sign-up and waiting for an administrator; disabled as well until approved.
+    pending: Mapped[bool] = mapped_column(Boolean, default=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
 
@@ -139,6 +141,34 @@ class FirstAdmin(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     username: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Float)
+
+
+class Invite(Base):
+    """A sign-up invite: only its code's SHA-256 is kept, with a short visible prefix. ``used``
+    moves by one conditional update per redemption, so no use is redeemed twice."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    uses: Mapped[int] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[float] = mapped_column(Float)
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    note: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class SiteSetting(Base):
+    """A setting an administrator changes at run time (the sign-up mode), shared by every
+    process through the database; absent, the configured start value applies."""
+
+    __tablename__ = "site_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class UsageDaily(Base):

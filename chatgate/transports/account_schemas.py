@@ -51,6 +51,7 @@ class UserOut(BaseModel):
     name: str
     role: str
     disabled: bool
+    status: str = Field(description="'active', 'disabled' or 'pending' (waits for approval).")
     created_at: float
     quota: Quota
 
@@ -61,6 +62,7 @@ class UserOut(BaseModel):
             name=info.name,
             role=info.role,
             disabled=info.disabled,
+            status=info.status,
             created_at=info.created_at,
             quota=Quota(**info.quota),
         )
@@ -141,9 +143,22 @@ class UserIn(Incoming):
     role: str = Field(default="user", pattern="^(user|admin)$")
 
 
+class NewUserOut(UserOut):
+    password: str | None = Field(
+        default=None,
+        description="The generated password when none was given: shown this once, never "
+        "stored in the clear.",
+    )
+
+
 class UserPatch(Incoming):
     role: str | None = Field(default=None, pattern="^(user|admin)$")
     disabled: bool | None = None
+    status: str | None = Field(
+        default=None,
+        pattern="^(active|disabled|pending)$",
+        description="'active' approves a pending account or enables a disabled one.",
+    )
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
 

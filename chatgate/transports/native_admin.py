@@ -5,6 +5,7 @@ Every route needs an administrator; a normal user gets 403. Thin, like every tra
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from chatgate.transports.account_schemas import (
     KeyIn,
     KeyOut,
     NewKeyOut,
+    NewUserOut,
     Quota,
     QuotaIn,
     UsageOut,
@@ -39,6 +41,11 @@ from chatgate.transports.native_accounts import (
 )
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=StrictRoute)
+
+
+def generated_password() -> str:
+    """A one-time password for a new user: 16 random url-safe characters (96 bits)."""
+    return secrets.token_urlsafe(12)
 
 
 class TodayOut(BaseModel):
@@ -82,12 +89,11 @@ async def list_users(
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: UserIn, admin: Admin, services: ServicesDep) -> UserOut:
-    """Add a user; without a password they can use only the keys made for them."""
-    info = await services.accounts.create_user(
-        body.name, body.password, role=body.role, by=admin.actor
-    )
-    return UserOut.of(info)
+async def create_user(body: UserIn, admin: Admin, services: ServicesDep) -> NewUserOut:
+    """Add a user. Without a password one is generated and shown in this answer once."""
+    password = body.password or generated_password()
+    info = await services.accounts.create_user(body.name, password, role=body.role, by=admin.actor)
+    return NewUserOut(**UserOut.of(info).model_dump(), password=None if body.password else password)
 
 
 @router.get("/users/{name}")
@@ -97,15 +103,23 @@ async def get_user(name: str, admin: Admin, services: ServicesDep) -> UserOut:
 
 @router.patch("/users/{name}")
 async def update_user(name: str, body: UserPatch, admin: Admin, services: ServicesDep) -> UserOut:
-    """Set a role, disable or enable, reset a password. Disabling, demoting or a new password
+    """Set a role, a status (``active`` approves a pending account), disable or enable, reset
+    a password. Disabling, demoting or a new password
     ends every login of that user at once."""
-    if name == admin.username and (body.disabled or body.role == "user"):
+    if name == admin.username and (
+        body.disabled or body.role == "user" or body.status in ("disabled", "pending")
+    ):
         raise Conflict("Administrators cannot disable or demote themselves.")
     values: dict[str, Any] = {}
     if body.role is not None:
         values["role"] = body.role
     if body.disabled is not None:
         values["disabled"] = body.disabled
+        values["pending"] = False
+    if body.status is not None:
+        # A pending account is disabled too, so every check that refuses one refuses both.
+        values["disabled"] = body.status != "active"
+        values["pending"] = body.status == "pending"
     if body.password is not None:
         values["password_hash"] = await services.accounts.passwords.hash(body.password)
     if not values:
