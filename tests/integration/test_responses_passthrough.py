@@ -28,7 +28,7 @@ from responses_upstream import (
 from support import Gateway, ServerThread
 from test_openai_conformance import Check, conforms  # noqa: F401  (the shared fixture)
 from test_responses_conformance import EVENT_SCHEMAS
-from upstream_rig import request_log
+from upstream_rig import eventually, request_log
 
 from chatgate.demo_upstream import DemoUpstream
 
@@ -319,11 +319,12 @@ def test_reasoning_effort_reaches_a_chat_upstream_only_where_it_is_taken(
             ],
             models=[{"name": "thinker", "deployments": ["chat"], "upstream_name": "demo"}],
             models_refresh_seconds=0,
+            conversation_titles=False,  # the one request the upstream gets is the reply's
         )
         _client(gateway).responses.create(
             model="thinker", input="think", reasoning={"effort": "low"}
         )
-        sent = server.app.requests[-1]
+        (sent,) = server.app.requests
         assert ("reasoning_effort" in sent) is takes
     finally:
         server.stop()
@@ -386,3 +387,45 @@ def test_a_translating_deployment_answers_when_the_passing_one_fails_first(
         assert "messages" in chat.app.requests[-1]  # it was sent Chat Completions
     finally:
         chat.stop()
+
+
+def test_items_chat_has_no_form_for_reach_a_passing_upstream_as_they_were_sent(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread]
+) -> None:
+    """What Codex CLI replays (store: false, every item with its id, hosted tool calls and
+    encrypted reasoning) goes on unchanged instead of being refused."""
+    upstream = _upstream(upstreams[0])
+    replayed = [
+        {"type": "message", "id": "m1", "role": "developer", "content": "Be terse."},
+        {"type": "message", "id": "m2", "role": "user", "content": "Weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+        {
+            "type": "web_search_call",
+            "id": "ws_1",
+            "status": "completed",
+            "action": {"type": "search", "query": "weather"},
+        },
+        {"type": "message", "id": "m3", "role": "user", "content": "And tomorrow?"},
+    ]
+    response = _client(gateway).responses.create(
+        model="gpt-pass", input=replayed, store=False, tools=[{"type": "web_search"}]
+    )
+    assert response.status == "completed" and response.store is False
+    assert upstream.requests[0]["input"] == replayed
+
+
+def test_a_background_response_runs_through_a_passing_upstream(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread]
+) -> None:
+    _upstream(upstreams[0]).enqueue(Reply([web_search("q"), text("Done in the background")]))
+    client = _client(gateway)
+    queued = client.responses.create(model="gpt-pass", input="Take your time", background=True)
+    assert queued.status == "queued"
+
+    def finished() -> bool:
+        return client.responses.retrieve(queued.id).status == "completed"
+
+    eventually(finished, "the background response completed")
+    done = client.responses.retrieve(queued.id)
+    assert done.output_text == "Done in the background"
+    assert [i.type for i in done.output] == ["web_search_call", "message"]
