@@ -59,6 +59,8 @@ export const putProvider = (name, body) => request('PUT', `${A}/providers/${enc(
 export const deleteProvider = (name) => request('DELETE', `${A}/providers/${enc(name)}`);
 export const reloadProviders = () => request('POST', `${A}/providers/reload`, {});
 export const listModels = () => request('GET', `${A}/models`);
+/** @param {string} name @param {Record<string, unknown>} body */
+export const putModel = (name, body) => request('PUT', `${A}/models/${enc(name)}`, body);
 export const providerHealth = () => request('GET', `${A}/providers/health`);
 
 export const signupMode = () => request('GET', `${A}/signup`);

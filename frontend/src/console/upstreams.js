@@ -8,7 +8,15 @@ import { useEffect, useState } from 'preact/hooks';
 import { t, formatNumber } from '../i18n/index.js';
 import { Dialog } from '../theme/dialog.js';
 import { toast } from '../theme/toast.js';
-import { listProviders, putProvider, reloadProviders, listModels, providerHealth } from './api.js';
+import {
+  listProviders,
+  putProvider,
+  deleteProvider,
+  reloadProviders,
+  listModels,
+  putModel,
+  providerHealth,
+} from './api.js';
 import { ErrorLine, Loading } from './common.js';
 
 const KINDS = ['openai-compatible', 'azure-openai', 'demo'];
@@ -93,7 +101,79 @@ function ProviderForm({ provider, onSaved, onCancel }) {
   </form>`;
 }
 
-function ProviderCard({ provider, health, models, onEdit }) {
+/** A comma- or line-separated list. @param {FormDataEntryValue|null} v */
+const listOf = (v) => String(v || '').split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
+
+function ModelForm({ model, onSaved, onCancel }) {
+  const [error, setError] = useState(/** @type {string|null} */ (null));
+  const [busy, setBusy] = useState(false);
+  const fresh = !model;
+  const submit = async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    const name = fresh ? String(form.get('name') || '').trim() : model.name;
+    // The whole model is sent: what the form does not show is kept as it was.
+    const { discovered, name: _name, ...kept } = model || {};
+    const body = {
+      ...kept,
+      aliases: listOf(form.get('aliases')),
+      deployments: listOf(form.get('deployments')),
+      context_window: Number(form.get('context_window') || 8192),
+      input_price: Number(form.get('input_price') || 0),
+      output_price: Number(form.get('output_price') || 0),
+    };
+    setBusy(true);
+    setError(null);
+    try {
+      await putModel(name, body);
+      toast(t('console.upstreams.modelSaved', { name }));
+      onSaved();
+    } catch (e) {
+      setError(e.message);
+      setBusy(false);
+    }
+  };
+  return html`<form onSubmit=${submit} class="model-form">
+    <${ErrorLine} error=${error} />
+    ${fresh &&
+    html`<div class="field">
+      <label for="model-name">${t('console.upstreams.model')}</label>
+      <input id="model-name" name="name" class="input" required maxlength="128" />
+    </div>`}
+    <div class="field">
+      <label for="model-aliases">${t('console.upstreams.aliases')}</label>
+      <input id="model-aliases" name="aliases" class="input" value=${(model?.aliases || []).join(', ')} />
+      <span class="hint">${t('console.upstreams.listHint')}</span>
+    </div>
+    <div class="field">
+      <label for="model-deployments">${t('console.upstreams.deployments')}</label>
+      <input id="model-deployments" name="deployments" class="input" required value=${(model?.deployments || []).join(', ')}
+        placeholder="openai, deepseek" />
+      <span class="hint">${t('console.upstreams.deploymentsHint')}</span>
+    </div>
+    <div class="settings-grid">
+      <div class="field">
+        <label for="model-context">${t('console.upstreams.context')}</label>
+        <input id="model-context" name="context_window" type="number" min="1" class="input" value=${model?.context_window ?? 8192} />
+      </div>
+      <div class="field">
+        <label for="model-in">${t('console.upstreams.inputPrice')}</label>
+        <input id="model-in" name="input_price" type="number" min="0" step="any" class="input" value=${model?.input_price ?? 0} />
+      </div>
+      <div class="field">
+        <label for="model-out">${t('console.upstreams.outputPrice')}</label>
+        <input id="model-out" name="output_price" type="number" min="0" step="any" class="input" value=${model?.output_price ?? 0} />
+      </div>
+    </div>
+    <div class="row">
+      <span class="spacer"></span>
+      <button type="button" class="btn" onClick=${onCancel}>${t('common.cancel')}</button>
+      <button type="submit" class="btn btn-primary" disabled=${busy}>${t('common.save')}</button>
+    </div>
+  </form>`;
+}
+
+function ProviderCard({ provider, health, models, onEdit, onRemove }) {
   const resting = provider.breakers || health?.resting || [];
   const found = health?.models || models.filter((m) => (m.deployments || []).some((d) => d === provider.name || d.startsWith(`${provider.name}/`))).map((m) => m.name);
   const errors = health?.recent_errors ?? health?.errors;
@@ -105,6 +185,8 @@ function ProviderCard({ provider, health, models, onEdit }) {
       <span class=${`badge health-${state}`}>${t(`console.upstreams.state.${state}`)}</span>
       <button type="button" class="btn" onClick=${() => onEdit(provider)}
         aria-label=${t('console.upstreams.editLabel', { name: provider.name })}>${t('console.upstreams.edit')}</button>
+      <button type="button" class="btn btn-danger" onClick=${() => onRemove(provider)}
+        aria-label=${t('console.upstreams.removeLabel', { name: provider.name })}>${t('console.upstreams.remove')}</button>
     </div>
     <dl class="facts">
       <dt>${t('console.upstreams.baseUrl')}</dt><dd><code>${provider.base_url}</code></dd>
@@ -127,6 +209,8 @@ export function UpstreamsSection() {
   const [health, setHealth] = useState(/** @type {Record<string, any>} */ ({}));
   const [error, setError] = useState(/** @type {string|null} */ (null));
   const [editing, setEditing] = useState(/** @type {any} */ (undefined));
+  const [editingModel, setEditingModel] = useState(/** @type {any} */ (undefined));
+  const [removing, setRemoving] = useState(/** @type {any} */ (null));
   const load = async () => {
     try {
       const [p, m] = await Promise.all([listProviders(), listModels()]);
@@ -152,6 +236,17 @@ export function UpstreamsSection() {
       setError(e.message);
     }
   };
+  const remove = async () => {
+    const provider = removing;
+    setRemoving(null);
+    try {
+      await deleteProvider(provider.name);
+      toast(t('console.upstreams.removed', { name: provider.name }));
+      await load();
+    } catch (e) {
+      setError(e.message);
+    }
+  };
   return html`<div class="console-section">
     <div class="row">
       <h2 class="section-title grow">${t('console.upstreams')}</h2>
@@ -162,10 +257,13 @@ export function UpstreamsSection() {
     ${providers === null
       ? html`<${Loading} />`
       : html`<ul class="provider-list">
-          ${providers.map((p) => html`<${ProviderCard} key=${p.name} provider=${p} health=${health[p.name]} models=${models} onEdit=${setEditing} />`)}
+          ${providers.map((p) => html`<${ProviderCard} key=${p.name} provider=${p} health=${health[p.name]} models=${models} onEdit=${setEditing} onRemove=${setRemoving} />`)}
         </ul>`}
     <section aria-labelledby="models-title">
-      <h2 id="models-title">${t('console.upstreams.models')}</h2>
+      <div class="row">
+        <h2 id="models-title" class="grow">${t('console.upstreams.models')}</h2>
+        <button type="button" class="btn" onClick=${() => setEditingModel(null)}>${t('console.upstreams.addModel')}</button>
+      </div>
       <div class="table-wrap"><table class="table models-table">
         <thead><tr>
           <th scope="col">${t('console.upstreams.model')}</th>
@@ -173,6 +271,7 @@ export function UpstreamsSection() {
           <th scope="col">${t('console.upstreams.deployments')}</th>
           <th scope="col">${t('console.upstreams.context')}</th>
           <th scope="col">${t('console.upstreams.prices')}</th>
+          <th scope="col"><span class="sr-only">${t('console.upstreams.edit')}</span></th>
         </tr></thead>
         <tbody>${models.map(
           (m) => html`<tr key=${m.name} data-model=${m.name}>
@@ -181,6 +280,8 @@ export function UpstreamsSection() {
             <td>${(m.deployments || []).join(', ') || '—'}</td>
             <td class="num">${m.context_window ? formatNumber(m.context_window) : '—'}</td>
             <td>${m.input_price != null ? `$${m.input_price} / $${m.output_price}` : '—'}</td>
+            <td><button type="button" class="btn" onClick=${() => setEditingModel(m)}
+              aria-label=${t('console.upstreams.editModelLabel', { name: m.name })}>${t('console.upstreams.edit')}</button></td>
           </tr>`,
         )}</tbody>
       </table></div>
@@ -189,6 +290,16 @@ export function UpstreamsSection() {
       title=${editing ? t('console.upstreams.editLabel', { name: editing.name }) : t('console.upstreams.add')}>
       ${editing !== undefined && html`<${ProviderForm} key=${editing ? editing.name : '+'} provider=${editing}
         onCancel=${() => setEditing(undefined)} onSaved=${() => { setEditing(undefined); load(); }} />`}
+    <//>
+    <${Dialog} open=${editingModel !== undefined} onClose=${() => setEditingModel(undefined)} wide
+      title=${editingModel ? t('console.upstreams.editModelLabel', { name: editingModel.name }) : t('console.upstreams.addModel')}>
+      ${editingModel !== undefined && html`<${ModelForm} key=${editingModel ? editingModel.name : '+'} model=${editingModel}
+        onCancel=${() => setEditingModel(undefined)} onSaved=${() => { setEditingModel(undefined); load(); }} />`}
+    <//>
+    <${Dialog} open=${removing !== null} onClose=${() => setRemoving(null)} title=${t('console.upstreams.remove')}
+      footer=${html`<button type="button" class="btn" onClick=${() => setRemoving(null)}>${t('common.cancel')}</button>
+        <button type="button" class="btn btn-primary" onClick=${remove}>${t('console.upstreams.remove')}</button>`}>
+      <p>${removing && t('console.upstreams.removeConfirm', { name: removing.name })}</p>
     <//>
   </div>`;
 }
