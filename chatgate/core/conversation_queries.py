@@ -6,9 +6,11 @@ ones come first): the cursor names the last row seen, so a page costs the same h
 and rows do not shift when new conversations arrive.
 
 Chinese, Japanese and Korean are written without spaces, so a full-text tokenizer that splits on
-them sees a whole sentence as one word and finds no word inside it. A search term in those
-scripts is therefore looked for as a substring of the user's own messages and titles (a scan of
-one user's conversations, still in the database); other terms go through the full-text index.
+them sees a whole sentence as one word and finds no word inside it. On SQLite a search term in
+those scripts is therefore looked for as a substring of the user's own messages and titles (a
+scan of one user's conversations, still in the database); other terms go through FTS5. On
+PostgreSQL the index also holds each such run's pairs of characters (migration 0009): a term is
+looked up by its pairs in the GIN index, and the rows found are checked for the exact text.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _TERM = re.compile(r"\w+", re.UNICODE)
 _UNSPACED = re.compile(
     "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]"
 )
+_UNSPACED_RUN = re.compile(_UNSPACED.pattern + "+")
 
 
 @dataclass(slots=True)
@@ -161,31 +164,51 @@ def unspaced_terms(query: str) -> tuple[list[str], str]:
     return unspaced, " ".join(rest)
 
 
+def ts_query(query: str) -> str | None:
+    """A user's terms as a PostgreSQL ``tsquery`` over the index of migration 0009: every word
+    must occur, the last one as a prefix (as FTS5 does on SQLite); a term in a script without
+    spaces by its pairs of characters (one character alone as the prefix of a pair).
+
+    Terms are runs of word characters, quoted, so nothing the user types is read as syntax."""
+    unspaced, rest = unspaced_terms(query)
+    lexemes = [f"'{word}'" for word in rest.split()]
+    if lexemes:
+        lexemes[-1] += ":*"
+    for term in unspaced:
+        for run in _UNSPACED_RUN.findall(term):
+            pairs = [run[i : i + 2] for i in range(len(run) - 1)]
+            lexemes.extend([f"'{pair}'" for pair in pairs] or [f"'{run}':*"])
+    return " & ".join(lexemes) or None
+
+
 def _search_filter(db: Database, query: str, user_id: int | None) -> ColumnElement[bool] | None:
     unspaced, rest = unspaced_terms(query)
+    if not db.is_sqlite:
+        found = ts_query(query)
+        if found is None:
+            return None
+        messages = select(StoredMessage.conversation_id).where(
+            text("messages.search @@ to_tsquery('simple', :q)").bindparams(q=found),
+            *(StoredMessage.content.contains(t, autoescape=True) for t in unspaced),
+        )
+        titles = select(Conversation.id).where(
+            text("conversations.search @@ to_tsquery('simple', :t)").bindparams(t=found),
+            *(Conversation.title.contains(t, autoescape=True) for t in unspaced),
+        )
+        return or_(Conversation.id.in_(messages), Conversation.id.in_(titles))
     if unspaced:
         return _substring_filter(db, unspaced, rest, user_id)
-    if db.is_sqlite:
-        match = fts_query(query)
-        if match is None:
-            return None
-        in_messages = text(
-            "SELECT m.conversation_id FROM messages_fts JOIN messages AS m "
-            "ON m.rowid = messages_fts.rowid WHERE messages_fts MATCH :q"
-        ).bindparams(q=match)
-        in_titles = text(
-            "SELECT c.id FROM conversations_fts JOIN conversations AS c "
-            "ON c.rowid = conversations_fts.rowid WHERE conversations_fts MATCH :q"
-        ).bindparams(q=match)
-    else:
-        if not _TERM.search(query):
-            return None
-        in_messages = text(
-            "SELECT conversation_id FROM messages WHERE search @@ plainto_tsquery('simple', :q)"
-        ).bindparams(q=query)
-        in_titles = text(
-            "SELECT id FROM conversations WHERE search @@ plainto_tsquery('simple', :q)"
-        ).bindparams(q=query)
+    match = fts_query(query)
+    if match is None:
+        return None
+    in_messages = text(
+        "SELECT m.conversation_id FROM messages_fts JOIN messages AS m "
+        "ON m.rowid = messages_fts.rowid WHERE messages_fts MATCH :q"
+    ).bindparams(q=match)
+    in_titles = text(
+        "SELECT c.id FROM conversations_fts JOIN conversations AS c "
+        "ON c.rowid = conversations_fts.rowid WHERE conversations_fts MATCH :q"
+    ).bindparams(q=match)
     return or_(
         Conversation.id.in_(in_messages.columns(Conversation.id)),
         Conversation.id.in_(in_titles.columns(Conversation.id)),
@@ -195,8 +218,8 @@ def _search_filter(db: Database, query: str, user_id: int | None) -> ColumnEleme
 def _substring_filter(
     db: Database, unspaced: list[str], rest: str, user_id: int | None
 ) -> ColumnElement[bool]:
-    """Conversations with one message, or a title, holding every term: ``unspaced`` ones as
-    substrings, the ``rest`` through the full-text index (bound parameters throughout)."""
+    """On SQLite, conversations with one message, or a title, holding every term: ``unspaced``
+    ones as substrings, the ``rest`` through FTS5 (bound parameters throughout)."""
     in_messages = select(StoredMessage.conversation_id).where(
         *(StoredMessage.content.contains(t, autoescape=True) for t in unspaced)
     )
@@ -207,26 +230,18 @@ def _substring_filter(
         mine = select(Conversation.id).where(Conversation.user_id == user_id)
         in_messages = in_messages.where(StoredMessage.conversation_id.in_(mine))
     if rest:
-        if db.is_sqlite:
-            match = fts_query(rest)
-            in_messages = in_messages.where(
-                text(
-                    "messages.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :m)"
-                ).bindparams(m=match)
-            )
-            title_terms.append(
-                text(
-                    "conversations.rowid IN "
-                    "(SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH :t)"
-                ).bindparams(t=match)
-            )
-        else:
-            in_messages = in_messages.where(
-                text("messages.search @@ plainto_tsquery('simple', :m)").bindparams(m=rest)
-            )
-            title_terms.append(
-                text("conversations.search @@ plainto_tsquery('simple', :t)").bindparams(t=rest)
-            )
+        match = fts_query(rest)
+        in_messages = in_messages.where(
+            text(
+                "messages.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :m)"
+            ).bindparams(m=match)
+        )
+        title_terms.append(
+            text(
+                "conversations.rowid IN "
+                "(SELECT rowid FROM conversations_fts WHERE conversations_fts MATCH :t)"
+            ).bindparams(t=match)
+        )
     return or_(Conversation.id.in_(in_messages), and_(*title_terms))
 
 

@@ -119,3 +119,33 @@ async def test_a_deleted_conversation_is_gone_from_search_and_the_tree(
     await services.conversations.delete(alice, done.conversation_id)
     assert (await services.conversations.page(alice.user_id, query="owls")).items == []
     assert (await services.conversations.page(alice.user_id)).items == []
+
+
+async def test_search_finds_chinese_words_inside_a_sentence(services: Services) -> None:
+    alice = await principal(services, "alice")
+    trip = await chat(services, alice, "我们明天去北京看长城")
+    weather = await chat(services, alice, "今天天气很好适合散步")
+    assert trip.conversation_id is not None and weather.conversation_id is not None
+    await services.conversations.change(alice, weather.conversation_id, title="季度预算报告")
+
+    async def found(query: str) -> list[str]:
+        return [c.id for c in (await services.conversations.page(alice.user_id, query=query)).items]
+
+    assert await found("北京") == [trip.conversation_id]
+    assert await found("看长城") == [trip.conversation_id]
+    assert await found("京") == [trip.conversation_id]  # one character, inside a word
+    assert await found("城") == [trip.conversation_id]  # one character, at a sentence's end
+    assert await found("天气") == [weather.conversation_id]
+    assert await found("预算") == [weather.conversation_id]  # in the title only
+    assert await found("北京 长城") == [trip.conversation_id]
+    assert await found("北京 天气") == []  # every term in one message
+    assert await found("长北") == []  # both characters are there, not side by side
+    assert await found("上海") == []
+
+
+async def test_search_takes_the_last_word_as_the_start_of_a_word(services: Services) -> None:
+    alice = await principal(services, "alice")
+    owls = await chat(services, alice, "Tell me about owls")
+    found = await services.conversations.page(alice.user_id, query="about OWL")
+    assert [c.id for c in found.items] == [owls.conversation_id]
+    assert (await services.conversations.page(alice.user_id, query="owl about")).items == []
