@@ -735,6 +735,12 @@ def replayed_events(stored: dict[str, Any]) -> list[dict[str, Any]]:
             if item.get("namespace"):
                 build.namespaces[item["name"]] = (item["namespace"], item["name"])
             events += build.feed(Delta(tool_calls=[piece]))
+        else:  # a hosted tool call or reasoning an upstream passed through: added, then done
+            events += build._close_text("completed")
+            index = len(build.output)
+            build.output.append(item)
+            for name in ("response.output_item.added", "response.output_item.done"):
+                events.append(build._event(name, output_index=index, item=item))
     status = stored["status"]
     events += build._close_text("completed" if status == "completed" else "incomplete")
     events += build._close_calls()

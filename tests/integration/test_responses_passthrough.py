@@ -429,3 +429,28 @@ def test_a_background_response_runs_through_a_passing_upstream(
     done = client.responses.retrieve(queued.id)
     assert done.output_text == "Done in the background"
     assert [i.type for i in done.output] == ["web_search_call", "message"]
+
+
+def test_a_passed_through_stream_is_resumed_live_and_from_the_stored_response(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread], check: Check
+) -> None:
+    upstream = _upstream(upstreams[0])
+    upstream.enqueue(Reply([web_search("q"), text("Found"), function_call("lookup", "{}")]))
+    client = _client(gateway)
+    created = client.responses.create(
+        model="gpt-pass", input="Search", tools=[LOOKUP, {"type": "web_search"}]
+    )
+    headers = {"Authorization": f"Bearer {gateway.key('alice')}"}
+    url = f"{gateway.base_url}/responses/{created.id}?stream=true"
+    live = _events(httpx.get(url, headers=headers, timeout=30))
+    gateway.services.responses.runs.drop(created.id)
+    replayed = _events(httpx.get(url, headers=headers, timeout=30))
+    for events in (live, replayed):
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        for event in events:
+            assert check(HOSTED[event["type"]], event) == [], event
+        final = events[-1]["response"]["output"]
+        assert [i["id"] for i in final] == [i.id for i in created.output]
+        for event in events:
+            if event["type"] == "response.output_item.done":
+                assert event["item"]["id"] == final[event["output_index"]]["id"]
