@@ -76,6 +76,13 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL to create the database on")
     p.add_argument("--redis-url", default=REDIS, help="Redis for quotas with --store pg-redis")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the gateway's worker processes (chatgate serve --workers; more than one needs "
+        "--store pg-redis, whose Redis they share)",
+    )
+    p.add_argument(
         "--ws-compression",
         choices=("deflate", "none"),
         default="deflate",
@@ -102,6 +109,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", action="store_true", help="also print a markdown table")
     opts = p.parse_args(argv)
     quick = opts.quick
+    if opts.workers > 1 and opts.store != "pg-redis":
+        p.error("--workers above 1 needs --store pg-redis: the workers share quotas in Redis")
     opts.scenarios = [s for s in opts.scenarios.split(",") if s]
     unknown = set(opts.scenarios) - set(ALL)
     if unknown:
@@ -152,7 +161,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
 def header(opts: argparse.Namespace, bench: scenarios.Bench) -> str:
     return (
         f"chatgate bench {bench.started}: {bench.store.header()}; upstream {opts.upstream}, "
-        f"client {opts.client}"
+        f"client {opts.client}" + (f", {opts.workers} workers" if opts.workers > 1 else "")
     )
 
 
@@ -161,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(run(opts))
     opts.out.mkdir(parents=True, exist_ok=True)
     store = "" if opts.store == "sqlite" else f"-{opts.store}"
+    store += f"-w{opts.workers}" if opts.workers > 1 else ""
     path = opts.out / f"{report['started']}{store}{'-quick' if opts.quick else ''}.json"
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print(table(report["results"]))

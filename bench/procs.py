@@ -50,16 +50,45 @@ class Proc:
     def pid(self) -> int:
         return self.popen.pid
 
+    def pids(self) -> list[int]:
+        """The process and its children (the workers of ``chatgate serve --workers``)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        found = [self.pid]
+        if children.exists():
+            found += [int(pid) for pid in children.read_text().split()]
+        return found
+
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        """User + system CPU time of the process and its running children so far."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / _TICK
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        total = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    async def wait_logged(self, text: str, within: float = 120.0) -> None:
+        """Wait for ``text`` in the process's log."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} never logged {text!r}")
 
     async def wait_ready(self, path: str, within: float = 60.0) -> None:
         url = f"http://127.0.0.1:{self.port}{path}"

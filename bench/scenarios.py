@@ -49,6 +49,8 @@ class Bench:
         self.procs.append(upstream)
         await upstream.wait_ready("/v1/models")
         self.env = gateway_env(self.workdir / "data", upstream, **self.store.settings)
+        if opts.workers > 1:  # at info, the log says when every worker serves
+            self.env.update(CHATGATE_WORKERS=str(opts.workers), CHATGATE_LOG_LEVEL="info")
         if self.store.database_url is not None:
             chatgate_cli(self.env, "db", "upgrade")
         key = self._user("bench", daily_requests=-1)
@@ -71,6 +73,8 @@ class Bench:
         proc = start_gateway(self.env, client, self.workdir)
         self.procs.append(proc)
         await proc.wait_ready("/healthz")
+        if self.opts.workers > 1:
+            await proc.wait_logged("chatgate listening on")
         name = "gateway" if client == "aiohttp" else f"gateway-{client}"
         return Target(name, proc, key)
 
