@@ -46,6 +46,8 @@ class Backend:
 
     store: ReplyStore
     clock: Clock | None = None
+    elsewhere: ReplyStore | None = None
+    """The same store as another process sees it (in memory there is no other)."""
 
     async def wait(self, seconds: float) -> None:
         if self.clock is not None:
@@ -80,8 +82,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 
     prefix = f"test-{secrets.token_hex(6)}:"
     store = RedisReplyStore(REDIS_URL, prefix=prefix)
-    yield Backend(store)
+    elsewhere = RedisReplyStore(REDIS_URL, prefix=prefix)
+    yield Backend(store, elsewhere=elsewhere)
     await store.close()
+    await elsewhere.close()
     client = aioredis.from_url(REDIS_URL)
     keys = [k async for k in client.scan_iter(match=prefix + "*")]
     if keys:
@@ -239,3 +243,24 @@ async def test_a_reply_is_watched_for_as_long_as_its_follower_said(backend: Back
     assert await store.watched("rpl_a")
     await backend.wait(0.7)
     assert not await store.watched("rpl_a")
+
+
+async def test_a_reader_in_another_process_waits_for_the_next_event_and_the_end(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    elsewhere = backend.elsewhere or store
+    await store.create(info(), ttl=60)
+    await store.append("rpl_a", "delta", {"text": "a"})
+    reader = asyncio.create_task(elsewhere.read("rpl_a", after=1, wait=30))
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    await store.append("rpl_a", "delta", {"text": "b"})
+    page = await reader
+    assert page is not None and [(e.seq, e.data["text"]) for e in page.events] == [(2, "b")]
+    reader = asyncio.create_task(elsewhere.read("rpl_a", after=2, wait=30))
+    await asyncio.sleep(0.05)
+    await store.end("rpl_a", "done", {"finish_reason": "stop"}, "stop", ttl=5)
+    page = await reader
+    assert page is not None and page.info.ended and [e.kind for e in page.events] == ["done"]
+    assert await elsewhere.get("rpl_a") == page.info
