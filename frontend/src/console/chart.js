@@ -5,12 +5,31 @@
  * for reading exact figures.
  */
 import { html } from 'htm/preact';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { t } from '../i18n/index.js';
 
-const W = 720;
 const H = 220;
 const PAD = { left: 52, right: 12, top: 12, bottom: 28 };
 export const PALETTE_SIZE = 8;
+
+/**
+ * The figure's width in CSS pixels, followed as it changes: the chart is drawn at its real size,
+ * so its text stays legible and unstretched at any width.
+ */
+function useWidth() {
+  const ref = useRef(/** @type {HTMLElement|null} */ (null));
+  const [width, setWidth] = useState(720);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    const measure = () => setWidth(Math.max(240, Math.round(el.clientWidth)));
+    measure();
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+  return /** @type {const} */ ([ref, width]);
+}
 
 /** Round a maximum up to a tidy axis top (1, 2, 2.5 or 5 times a power of ten). @param {number} max */
 function niceTop(max) {
@@ -27,12 +46,12 @@ function short(n) {
   return String(+n.toFixed(n < 10 && n % 1 ? 2 : 0));
 }
 
-/** @param {{days: string[], top: number, format: (n: number) => string}} props */
-function Axes({ days, top, format }) {
+/** @param {{days: string[], top: number, format: (n: number) => string, W: number}} props */
+function Axes({ days, top, format, W }) {
   const plotH = H - PAD.top - PAD.bottom;
   const plotW = W - PAD.left - PAD.right;
   const ticks = [0, 0.25, 0.5, 0.75, 1];
-  const every = Math.max(1, Math.ceil(days.length / 8));
+  const every = Math.max(1, Math.ceil(days.length / Math.max(2, Math.floor(plotW / 64))));
   const step = plotW / Math.max(1, days.length);
   return html`<g class="axes" aria-hidden="true">
     ${ticks.map((f) => {
@@ -64,14 +83,15 @@ export function Legend({ series }) {
  * @param {{days: string[], series: Array<{key: string, values: number[]}>, label: string, format?: (n: number) => string, name: string}} props
  */
 export function StackedBars({ days, series, label, format = short, name }) {
+  const [ref, W] = useWidth();
   const totals = days.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
   const top = niceTop(Math.max(0, ...totals));
   const plotH = H - PAD.top - PAD.bottom;
   const step = (W - PAD.left - PAD.right) / Math.max(1, days.length);
   const width = Math.max(2, step * 0.7);
-  return html`<figure class="chart" data-chart=${name}>
-    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${label} preserveAspectRatio="none">
-      <${Axes} days=${days} top=${top} format=${format} />
+  return html`<figure class="chart" data-chart=${name} ref=${ref}>
+    <svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label}>
+      <${Axes} days=${days} top=${top} format=${format} W=${W} />
       ${days.map((day, i) => {
         let base = 0;
         const x = PAD.left + step * i + (step - width) / 2;
@@ -97,14 +117,15 @@ export function StackedBars({ days, series, label, format = short, name }) {
  * @param {{days: string[], lines: Array<{key: string, values: Array<number|null>}>, label: string, format?: (n: number) => string, name: string}} props
  */
 export function Lines({ days, lines, label, format = short, name }) {
+  const [ref, W] = useWidth();
   const all = lines.flatMap((l) => l.values.filter((v) => v != null));
   const top = niceTop(Math.max(0, .../** @type {number[]} */ (all)));
   const plotH = H - PAD.top - PAD.bottom;
   const step = (W - PAD.left - PAD.right) / Math.max(1, days.length);
   const at = (i, v) => [PAD.left + step * (i + 0.5), PAD.top + plotH - (v / top) * plotH];
-  return html`<figure class="chart" data-chart=${name}>
-    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${label} preserveAspectRatio="none">
-      <${Axes} days=${days} top=${top} format=${format} />
+  return html`<figure class="chart" data-chart=${name} ref=${ref}>
+    <svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label}>
+      <${Axes} days=${days} top=${top} format=${format} W=${W} />
       ${lines.map((line, j) => {
         let d = '';
         let pen = false;

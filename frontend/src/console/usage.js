@@ -25,7 +25,7 @@ function lastDays(n) {
 }
 
 const money = (n) => `$${n.toFixed(n && n < 1 ? 4 : 2)}`;
-const ms = (n) => `${Math.round(n)} ms`;
+const ms = (n) => (n >= 1000 ? `${(n / 1000).toFixed(n >= 10000 ? 0 : 1)} s` : `${Math.round(n)} ms`);
 
 /** @param {{title: string, name: string, range: any, children: any, table: any}} props */
 function ChartCard({ title, name, range, children, table }) {
