@@ -56,7 +56,6 @@ _OWNED = frozenset(
     (
         "model",
         "input",
-        "instructions",
         "previous_response_id",
         "conversation",
         "store",
@@ -157,7 +156,7 @@ def upstream_body(spec: PassthroughSpec, messages: list[Message], model: str) ->
     system = [m for m in history if m.get("role") == "system"]
     body = dict(spec.body, model=model, store=False, stream=True)
     body["input"] = history_items([m for m in history if m.get("role") != "system"]) + spec.input
-    if "instructions" not in body and system and not _has_system(spec.input):
+    if body.get("instructions") is None and system and not _has_system(spec.input):
         body["instructions"] = "\n\n".join(str(m.get("content") or "") for m in system)
     return body
 

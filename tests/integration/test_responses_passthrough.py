@@ -180,6 +180,25 @@ def test_a_streamed_pass_through_relays_hosted_tools_and_calls_under_chatgates_i
     assert sent["reasoning"] == body["reasoning"] and sent["include"] == body["include"]
 
 
+def test_instructions_and_developer_messages_both_reach_the_upstream(
+    gateway: Gateway, upstreams: tuple[ServerThread, ServerThread]
+) -> None:
+    upstream = _upstream(upstreams[0])
+    client = _client(gateway)
+    developer = {"type": "message", "role": "developer", "content": "Use metric units."}
+    first = client.responses.create(
+        model="gpt-pass",
+        instructions="Be brief",
+        input=[developer, {"role": "user", "content": "Hi"}],
+    )
+    client.responses.create(model="gpt-pass", input="Again", previous_response_id=first.id)
+    opening, chained = upstream.requests
+    assert opening["instructions"] == "Be brief" and opening["input"][0] == developer
+    # As on the translated path, a chained turn keeps the conversation's system prompt.
+    assert chained["instructions"].startswith("Be brief")
+    assert [i["role"] for i in chained["input"]] == ["user", "assistant", "user"]
+
+
 def test_a_chain_sends_the_whole_input_and_never_chatgates_ids(
     gateway: Gateway, upstreams: tuple[ServerThread, ServerThread]
 ) -> None:
