@@ -473,3 +473,36 @@ def test_a_passed_through_stream_is_resumed_live_and_from_the_stored_response(
         for event in events:
             if event["type"] == "response.output_item.done":
                 assert event["item"]["id"] == final[event["output_index"]]["id"]
+
+
+def test_an_administrator_switches_a_provider_to_passthrough_while_serving(
+    make_gateway: Callable[..., Gateway], upstreams: tuple[ServerThread, ServerThread]
+) -> None:
+    settings = _settings(*upstreams)
+    settings["providers"][0]["responses"] = "translate"
+    gateway = make_gateway(**settings)
+    gateway.user("root", admin=True)
+    upstream = _upstream(upstreams[0])
+    admin = httpx.Client(
+        base_url=gateway.url + "/api/v1/admin",
+        headers={"Authorization": f"Bearer {gateway.key('root')}"},
+        timeout=10,
+    )
+    with admin:
+        (listed,) = [p for p in admin.get("/providers").json()["data"] if p["name"] == "first"]
+        assert listed["responses"] == "translate" and listed["takes_reasoning_effort"] is True
+        base = {k: v for k, v in settings["providers"][0].items() if k != "name"}
+        changed = admin.put("/providers/first", json={**base, "responses": "passthrough"})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["responses"] == "passthrough"
+        refused = admin.put(
+            "/providers/azure",
+            json={
+                "kind": "azure-openai",
+                "base_url": "https://x.example",
+                "responses": "passthrough",
+            },
+        )
+        assert refused.status_code in (400, 422), refused.text
+    _client(gateway).responses.create(model="gpt-pass", input="now passed through")
+    assert upstream.paths == ["/v1/responses"]
