@@ -29,6 +29,7 @@ from chatgate.core.reply_store import MemoryReplyStore, ReplyStore
 from chatgate.core.response_store import ResponseState
 from chatgate.core.signup import SignupService
 from chatgate.core.usage import UsageQueries, UsageRecorder
+from chatgate.core.usage_series import UsageSeries
 from chatgate.providers.admin import reload_announced
 from chatgate.providers.demo import DEMO_MODEL
 from chatgate.providers.router import ModelRegistry
@@ -153,6 +154,11 @@ class Services:
         return SignupService(
             self.db, self.accounts, invites, settings.signup, limiter, self.clock.now
         )
+
+    @cached_property
+    def usage_series(self) -> UsageSeries:
+        """Usage per day for the administrators' charts."""
+        return UsageSeries(self.db, self.writer, self.clock)
 
     async def close(self) -> None:
         """Stop in the order that loses nothing: running replies (kept as they stand), providers,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from chatgate.core.accounts import Principal
 from chatgate.core.draining import Drain
-from chatgate.core.errors import ChatgateError
+from chatgate.core.errors import ChatgateError, LimitExceeded
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message, Usage
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService, Reservation
@@ -134,7 +134,11 @@ class ChatService:
         question is stored and before the upstream is called (resumable replies announce it)."""
         self._check_sizes(self.settings, request)
         route = self.models.resolve(request.model, principal)
-        reservation = await self.quotas.reserve(principal, route.name)
+        try:
+            reservation = await self.quotas.reserve(principal, route.name)
+        except LimitExceeded as exc:
+            self.usage.refused(principal, route.name, exc.code)
+            raise
         if on_reserved is not None:
             on_reserved(reservation)
         entry = self.usage.begin(principal, route.name, reservation.day)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatgate.core.accounts import Principal
-from chatgate.core.errors import ChatgateError, InvalidRequest, UpstreamError
+from chatgate.core.errors import ChatgateError, InvalidRequest, LimitExceeded, UpstreamError
 from chatgate.core.events import Usage
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService, Reservation
@@ -131,7 +131,11 @@ class EmbeddingService:
         if any(len(text) > self.settings.max_message_chars for text in request.texts):
             raise message_too_long(self.settings, param="input")
         route = self.models.resolve(request.model, principal)
-        reservation = await self.quotas.reserve(principal, route.name)
+        try:
+            reservation = await self.quotas.reserve(principal, route.name)
+        except LimitExceeded as exc:
+            self.usage.refused(principal, route.name, exc.code)
+            raise
         books = _Books(self, principal, route, reservation)
         body: dict[str, Any] = {"model": route.name, "input": request.input}
         body["encoding_format"] = "float"

@@ -89,6 +89,13 @@ class PayloadTooLarge(InvalidRequest):
     status = 413
 
 
+class UnprocessableRequest(InvalidRequest):
+    """Values each valid alone that do not make sense together (a range too long, or
+    backwards), answered as the API answers a value of the wrong form."""
+
+    status = 422
+
+
 class UnsupportedMediaType(InvalidRequest):
     """A body in a format the route does not take (a form where JSON is expected)."""
 

@@ -40,6 +40,8 @@ IN_FLIGHT = "in_flight"
 """The status of a request's log row from its reservation until it settles."""
 INTERRUPTED = "interrupted"
 """The status ``usage reconcile`` gives a row a crash left in flight."""
+REFUSED = "refused"
+"""The status of a request a limit refused (a 429) before anything was reserved."""
 
 
 @dataclass(slots=True)
@@ -92,6 +94,29 @@ class UsageRecorder:
             key, requests=1, errors=0, prompt_tokens=0, completion_tokens=0, cost=0.0
         )
         return Entry(row, key)
+
+    def refused(self, principal: Principal, model: str, code: str) -> None:
+        """Log a request a limit refused (a 429), so that refusals can be counted per day;
+        nothing was reserved, so the day's totals do not change."""
+        self._writer.insert(
+            RequestLog,
+            {
+                "created_at": self._clock.now(),
+                "user_id": principal.user_id,
+                "key_id": principal.key_id or 0,
+                "model": model,
+                "provider": None,
+                "status": REFUSED,
+                "error_code": code,
+                "finish_reason": None,
+                "counted": False,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost": 0.0,
+                "latency_ms": 0.0,
+                "first_token_ms": None,
+            },
+        )
 
     def record(self, entry: Entry, outcome: Outcome) -> None:
         """Settle a request's books with how it ended."""

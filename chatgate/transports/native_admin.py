@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from chatgate.core.audit import AuditRecord
 from chatgate.core.errors import Conflict
+from chatgate.core.usage_series import By, DailySeries, chart_csv
 from chatgate.transports.account_schemas import (
     MAX_ID,
     KeyId,
@@ -256,4 +258,104 @@ async def audit_log(
     )
     return AuditPageOut(
         data=[AuditEntryOut.of(r) for r in page.items], next_before=page.next_before
+    )
+
+
+# ---- usage per day, for charts --------------------------------------------------------------
+
+
+class PercentilesOut(BaseModel):
+    p50: list[float | None]
+    p95: list[float | None]
+
+
+class SeriesOut(BaseModel):
+    key: str = Field(description="The user's name or the model, as `by` says.")
+    requests: list[int]
+    tokens: list[int]
+    cost: list[float]
+
+
+class DailyUsageOut(BaseModel):
+    start: str
+    end: str
+    by: str
+    timezone: str = Field(description="The zone whose midnights divide the days.")
+    days: list[str]
+    series: list[SeriesOut] = Field(
+        description="Counted requests, prompt plus completion tokens and cost per day, one "
+        "series per user or model, largest first."
+    )
+    errors: list[int] = Field(
+        description="Requests that failed once admitted, upstream 429s excepted."
+    )
+    rate_limited: list[int] = Field(
+        description="Requests answered 429: refused by a limit, or the upstream's 429."
+    )
+    first_token_ms: PercentilesOut = Field(description="Of the requests answered in full.")
+    latency_ms: PercentilesOut = Field(description="Of the requests answered in full.")
+
+    @classmethod
+    def of(cls, found: DailySeries) -> DailyUsageOut:
+        return cls(
+            start=found.start,
+            end=found.end,
+            by=found.by,
+            timezone=found.zone,
+            days=found.days,
+            series=[SeriesOut(**asdict(s)) for s in found.series],
+            errors=found.errors,
+            rate_limited=found.rate_limited,
+            first_token_ms=PercentilesOut(**asdict(found.first_token_ms)),
+            latency_ms=PercentilesOut(**asdict(found.latency_ms)),
+        )
+
+
+Day = Annotated[date | None, Query(description="YYYY-MM-DD, in the server's time zone.")]
+ByQuery = Annotated[Literal["user", "model"], Query(description="Stack by user or by model.")]
+Chart = Literal["requests", "tokens", "cost", "errors", "latency"]
+
+
+async def _daily(
+    services: ServicesDep, start: date | None, end: date | None, by: By, user: str | None
+) -> DailySeries:
+    user_id = (await services.accounts.get_user(user)).id if user else None
+    return await services.usage_series.daily(start=start, end=end, by=by, user_id=user_id)
+
+
+@router.get("/usage/daily")
+async def daily_usage(
+    admin: Admin,
+    services: ServicesDep,
+    start: Day = None,
+    end: Day = None,
+    by: ByQuery = "user",
+    user: Annotated[str | None, Query(max_length=64, description="Only this user.")] = None,
+) -> DailyUsageOut:
+    """Usage per day for charts: by default the last 14 days, at most 366 (422 past that or
+    with ``start`` after ``end``)."""
+    return DailyUsageOut.of(await _daily(services, start, end, by, user))
+
+
+@router.get(
+    "/usage/daily.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "A header row, then the rows."}},
+)
+async def daily_usage_csv(
+    admin: Admin,
+    services: ServicesDep,
+    start: Day = None,
+    end: Day = None,
+    by: ByQuery = "user",
+    user: Annotated[str | None, Query(max_length=64)] = None,
+    chart: Annotated[Chart, Query(description="Whose rows to give.")] = "requests",
+) -> Response:
+    """The rows behind one chart of ``/usage/daily``, as a CSV file."""
+    found = await _daily(services, start, end, by, user)
+    name = f"usage-{chart}-{found.start}-{found.end}.csv"
+    return Response(
+        chart_csv(found, chart),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
     )
