@@ -22,11 +22,13 @@ to 5 s for the lock; the write-behind queue keeps its rows and retries beyond th
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
@@ -39,6 +41,7 @@ from chatgate.store.db import Database
 log = logging.getLogger("chatgate")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def refusal(settings: Settings) -> str | None:
@@ -58,12 +61,26 @@ def supervise(settings: Settings, sock: socket.socket) -> int:
         return Supervisor(settings, sock).run()
 
 
-def _work(settings: Settings, number: int, sock: socket.socket, ready: SimpleQueue[int]) -> None:
+def _work(
+    settings: Settings, number: int, sock: socket.socket, ready: SimpleQueue[int], parent: int
+) -> None:
     """A worker process: chatgate's server on the inherited socket."""
     from chatgate import logs
 
     logs.setup(settings.log_level, settings.log_format, worker=number)
+    _stop_with_parent(parent)
     serving.run(settings, sock, first=number == 0, ready=lambda: ready.put(number))
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have Linux send this worker SIGTERM (so that it drains) if the parent dies, even by
+    SIGKILL: a worker left behind would keep the port and serve with nobody watching it."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _upgrade(settings: Settings) -> None:
@@ -94,7 +111,7 @@ class Supervisor:
     def _start(self, number: int) -> None:
         process = self.context.Process(
             target=_work,
-            args=(self.settings, number, self.sock, self.ready),
+            args=(self.settings, number, self.sock, self.ready, os.getpid()),
             name=f"chatgate-worker-{number}",
         )
         process.start()

@@ -140,3 +140,29 @@ def _wait_for(server: Serve, ready: Callable[[], bool], timeout: float = 120) ->
             return
         time.sleep(0.2)
     raise TimeoutError("\n".join(server.lines()))
+
+
+@pytest.mark.timeout(600)
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    env = serve_env(tmp_path, redis_url="redis://127.0.0.1:6379/0", redis_prefix=redis_prefix())
+    server = Serve(env, tmp_path / "serve.log", "--workers", "2", "--grpc-port", "0")
+    try:
+        server.wait_ready()
+        started = re.compile(r"\(worker \d, pid (\d+)\).*Started server process")
+        pids = [int(pid) for pid in started.findall("\n".join(server.lines()))]
+        assert len(pids) == 2
+        server.proc.kill()
+        server.proc.wait(30)
+        _wait_for(server, lambda: _count(server, "Finished server process") == 2)
+        for pid in pids:
+            _wait_for(server, lambda pid=pid: not _alive(pid))
+    finally:
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
