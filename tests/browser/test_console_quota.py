@@ -71,6 +71,18 @@ def test_an_admin_caps_a_new_user_at_three_requests_and_sees_them_counted(
     admin.reload()
     expect(admin.locator(".users-table tr[data-user=bob] [data-limit='3']")).to_have_text("3 / 3")
 
+    # The usage chart, stacked by user, has a bar of 3 for bob today, and its table says so.
+    open_section(admin, "Usage")
+    chart = admin.locator("[data-chart=requests]")
+    expect(chart.locator("rect[data-key=bob]")).to_have_attribute("data-value", "3")
+    card = admin.locator(".chart-card").filter(has=chart)
+    card.locator("summary").click()
+    today = card.locator("tbody tr").last
+    expect(today.locator("td[data-key=bob]")).to_have_text("3")
+    expect(admin.locator("[data-total=requests]")).to_have_text("3")
+    csv = card.get_by_role("link", name="Download the rows of")
+    assert "chart=requests" in (csv.get_attribute("href") or "")
+
     # The audit log lists the quota change, by whom and on whom.
     open_section(admin, "Audit log")
     admin.get_by_label("Action").select_option(label="Quotas")

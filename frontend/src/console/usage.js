@@ -32,7 +32,7 @@ function ChartCard({ title, name, range, children, table }) {
   return html`<section class="chart-card" aria-labelledby=${`chart-${name}-title`}>
     <div class="row">
       <h2 id=${`chart-${name}-title`} class="grow">${title}</h2>
-      <a class="btn" href=${usageCsvUrl(range, name)} download=${`usage-${name}-${range.start}-${range.end}.csv`}
+      <a class="btn" href=${usageCsvUrl(range, name)} download
         aria-label=${t('console.usage.csvLabel', { chart: title })}>${t('console.usage.csv')}</a>
     </div>
     ${children}
@@ -44,7 +44,8 @@ function ChartCard({ title, name, range, children, table }) {
 }
 
 export function UsageSection() {
-  const [range, setRange] = useState(() => ({ ...lastDays(14), by: 'user' }));
+  // No dates at first: the server's last 14 days, in its own time zone.
+  const [range, setRange] = useState({ start: '', end: '', by: 'user' });
   const [data, setData] = useState(/** @type {any} */ (null));
   const [error, setError] = useState(/** @type {string|null} */ (null));
 
@@ -62,9 +63,9 @@ export function UsageSection() {
   const pick = (event) => {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
-    const start = String(form.get('start') || range.start);
-    const end = String(form.get('end') || range.end);
-    if (start > end) return setError(t('console.usage.badRange'));
+    const start = String(form.get('start') || '');
+    const end = String(form.get('end') || '');
+    if (start && end && start > end) return setError(t('console.usage.badRange'));
     setRange({ ...range, start, end });
   };
 
@@ -88,9 +89,9 @@ export function UsageSection() {
     <h2 class="section-title">${t('console.usage')}</h2>
     <form class="row usage-range" onSubmit=${pick} aria-label=${t('console.usage.range')}>
       <label for="usage-start">${t('console.usage.from')}</label>
-      <input id="usage-start" name="start" type="date" class="input narrow" value=${range.start} max=${range.end} />
+      <input id="usage-start" name="start" type="date" class="input narrow" value=${range.start || data?.start || ''} />
       <label for="usage-end">${t('console.usage.to')}</label>
-      <input id="usage-end" name="end" type="date" class="input narrow" value=${range.end} />
+      <input id="usage-end" name="end" type="date" class="input narrow" value=${range.end || data?.end || ''} />
       <button type="submit" class="btn">${t('console.usage.show')}</button>
       ${[7, 30, 90].map(
         (n) => html`<button type="button" class="btn btn-ghost" key=${n}
