@@ -351,6 +351,30 @@ def users_enable(name: str) -> None:
     console.print(f"enabled {info.name}")
 
 
+@users_app.command("import")
+def users_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV of username,password rows.", exists=True, dir_okay=False)
+    ],
+) -> None:
+    """Create users from a CSV file of username,password rows (a header row is optional); says
+    what became of each row, and exits with 1 when a row was refused."""
+    from chatgate.core.user_import import UserImport
+
+    data = file.read_bytes()
+    report = with_services(lambda s: UserImport(s.db, s.accounts, s.clock.now).run(data))
+    table = new_table("line", "username", "result", "reason")
+    for row in report.rows:
+        table.add_row(str(row.line), row.username or "", row.result, row.reason or "")
+    console.print(table)
+    refused = report.count("refused")
+    console.print(
+        f"{report.count('created')} created, {report.count('skipped')} skipped, {refused} refused"
+    )
+    if refused:
+        raise typer.Exit(1)
+
+
 @users_app.command("logout")
 def users_logout(name: str) -> None:
     """End every login of a user; their API keys keep working."""

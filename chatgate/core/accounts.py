@@ -510,6 +510,8 @@ class AccountService:
             )
             for column, value in values.items():
                 setattr(user, column, value)
+            if values.get("disabled") is False:
+                user.pending = False  # enabling an account waiting for approval approves it
             if takes_rights:
                 user.token_version += 1
             await self._record(session, Change(user_id=user.id))

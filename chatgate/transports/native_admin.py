@@ -10,12 +10,15 @@ from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from chatgate.core.audit import AuditRecord
-from chatgate.core.errors import Conflict
+from chatgate.core.errors import Conflict, InvalidRequest, PayloadTooLarge
 from chatgate.core.usage_series import By, DailySeries, chart_csv
+from chatgate.core.user_import import MAX_BYTES as MAX_IMPORT_BYTES
+from chatgate.core.user_import import UserImport
 from chatgate.transports.account_schemas import (
     MAX_ID,
     KeyId,
@@ -117,7 +120,6 @@ async def update_user(name: str, body: UserPatch, admin: Admin, services: Servic
         values["role"] = body.role
     if body.disabled is not None:
         values["disabled"] = body.disabled
-        values["pending"] = False
     if body.status is not None:
         # A pending account is disabled too, so every check that refuses one refuses both.
         values["disabled"] = body.status != "active"
@@ -359,3 +361,80 @@ async def daily_usage_csv(
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}"'},
     )
+
+
+# ---- users from a CSV file ----------------------------------------------------------------
+
+
+class ImportRowOut(BaseModel):
+    line: int = Field(description="The row's line in the file, from 1.")
+    username: str | None
+    result: Literal["created", "skipped", "refused"]
+    reason: str | None
+
+
+class UsersImportOut(BaseModel):
+    created: int
+    skipped: int
+    refused: int
+    rows: list[ImportRowOut] = Field(description="Every row but the header, in file order.")
+
+
+@router.post(
+    "/users/import",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "`username,password` rows (a header row is optional), UTF-8, at "
+            f"most {MAX_IMPORT_BYTES} bytes: the file as the body (`text/csv`), or as the "
+            "field `file` of a `multipart/form-data` form (with an API key: the login cookie "
+            "takes only `text/csv`).",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    },
+)
+async def import_users(request: Request, admin: Admin, services: ServicesDep) -> UsersImportOut:
+    """Create users from a CSV of `username,password`: a user who exists or a name repeated in
+    the file is skipped, a malformed row refused with the reason; passwords are hashed and never
+    shown again. 413 past the size limit."""
+    data = await _users_file(request)
+    report = await UserImport(services.db, services.accounts, services.clock.now).run(
+        data, by=admin.actor
+    )
+    return UsersImportOut(
+        created=report.count("created"),
+        skipped=report.count("skipped"),
+        refused=report.count("refused"),
+        rows=[ImportRowOut(**asdict(row)) for row in report.rows],
+    )
+
+
+async def _users_file(request: Request) -> bytes:
+    too_large = PayloadTooLarge(f"A users file is at most {MAX_IMPORT_BYTES} bytes.")
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > MAX_IMPORT_BYTES:
+                raise too_large
+            parts.append(part)
+        return b"".join(parts)
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUpload):
+            raise InvalidRequest("The form needs the CSV file in its field 'file'.", param="file")
+        data = await upload.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise too_large
+    return data

@@ -76,9 +76,7 @@ def test_an_account_made_under_approval_waits_until_an_administrator_approves_it
 
 def test_a_pending_account_cannot_use_a_key(gateway: Gateway, admin: httpx.Client) -> None:
     admin.put("/admin/signup", json={"mode": "approval"})
-    httpx.post(
-        gateway.url + "/api/v1/auth/signup", json={"username": "gina", "password": PASSWORD}
-    )
+    httpx.post(gateway.url + "/api/v1/auth/signup", json={"username": "gina", "password": PASSWORD})
     key = admin.post("/admin/users/gina/keys", json={"name": "made early"}).json()["key"]
     remember(key)
     asked = httpx.get(gateway.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {key}"})
@@ -154,3 +152,11 @@ def test_failed_sign_ups_from_one_address_are_slowed_like_failed_logins(
         body = {"username": f"guess{n}", "password": PASSWORD, "invite": f"inv-guess{n}"}
         codes.append(anyone.post("/auth/signup", json=body).status_code)
     assert codes == [403, 403, 403, 429]
+
+
+def test_enabling_a_pending_account_approves_it(gateway: Gateway, admin: httpx.Client) -> None:
+    admin.put("/admin/signup", json={"mode": "approval"})
+    httpx.post(gateway.url + "/api/v1/auth/signup", json={"username": "lou", "password": PASSWORD})
+    enabled = admin.patch("/admin/users/lou", json={"disabled": False})
+    assert enabled.json()["status"] == "active"
+    assert gateway.login("lou", PASSWORD)
