@@ -105,6 +105,8 @@ async def _one_store(store: str, opts: argparse.Namespace, work: Path) -> list[s
     upstream = start_upstream("lean", opts.interval, work, pieces=opts.pieces)
     gateway: Proc | None = None
     settings: dict[str, str] = {"conversation_titles": "false", "log_level": "warning"}
+    if not opts.cpu:  # under callgrind the gateway runs some 50 times slower
+        settings.update({f"upstream_timeouts__{t}": "600" for t in ("first_token", "idle")})
     redis_url = opts.redis_url if store == "redis" else None
     prefix = f"chatgate-bench-{secrets.token_hex(6)}:"
     if redis_url:

@@ -174,7 +174,7 @@ class Replies:
             )
             await self.store.create(job.info, self.running_ttl)
             await self.store.hold(job.reply_id, self.lease)
-            job.holding = asyncio.create_task(self._hold(job.reply_id))
+            job.holding = asyncio.create_task(self._hold(job))
             self._jobs[job.reply_id] = job
             self._arm(job)
             placed.set_result(job.info)
@@ -252,15 +252,18 @@ class Replies:
             )
         )
 
-    async def _hold(self, reply_id: str) -> None:
-        """Renew the producer's hold while the reply runs: a lapsed hold means this process is
-        gone, and a follower anywhere then ends the reply (``_take_over``)."""
+    async def _hold(self, job: _Job) -> None:
+        """Renew the producer's hold while the reply runs (a lapsed hold means this process is
+        gone, and a follower anywhere then ends the reply: ``_take_over``), and stop the reply
+        when its owner asked another instance to."""
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await self.store.hold(reply_id, self.lease)
+                await self.store.hold(job.reply_id, self.lease)
+                if await self.store.stop_asked(job.reply_id):
+                    job.stop()
             except Exception as exc:  # the next renewal may get through
-                log.warning("could not renew the hold on reply %s (%s)", reply_id, exc)
+                log.warning("could not renew the hold on reply %s (%s)", job.reply_id, exc)
 
     async def _take_over(self, info: ReplyInfo) -> None:
         """The reply's producer is gone: keep the text it made as the stored reply, then end the
@@ -373,6 +376,13 @@ class Replies:
         if job is not None and job.task is not None:
             job.stop()
             await asyncio.wait({job.task})
+        elif not info.ended:  # made by another instance: it stops it when it next looks
+            await self.store.stop(reply_id, self.lease * 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease * 2):
+                    async with aclosing(self.follow(info, info.last_seq)) as events:
+                        async for _ in events:
+                            pass
         return await self.store.get(reply_id) or replace(info, ended=True)
 
     async def of_user(

@@ -104,6 +104,13 @@ class ReplyStore(Protocol):
 
     async def watched(self, reply_id: str) -> bool: ...
 
+    async def stop(self, reply_id: str, ttl: float) -> None:
+        """Ask the reply's producer, wherever it runs, to stop it (it looks every few seconds;
+        the request stands for ``ttl`` seconds)."""
+        ...
+
+    async def stop_asked(self, reply_id: str) -> bool: ...
+
     async def close(self) -> None: ...
 
 
@@ -114,6 +121,7 @@ class _Kept:
     events: list[ReplyEvent] = field(default_factory=list)
     held_until: float = 0.0
     watched_until: float = 0.0
+    stop_until: float = 0.0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
@@ -226,6 +234,15 @@ class MemoryReplyStore:
     async def watched(self, reply_id: str) -> bool:
         kept = self._alive(reply_id)
         return kept is not None and kept.watched_until > self._now()
+
+    async def stop(self, reply_id: str, ttl: float) -> None:
+        kept = self._alive(reply_id)
+        if kept is not None:
+            kept.stop_until = self._now() + ttl
+
+    async def stop_asked(self, reply_id: str) -> bool:
+        kept = self._alive(reply_id)
+        return kept is not None and kept.stop_until > self._now()
 
     async def close(self) -> None:
         for kept in self._kept.values():

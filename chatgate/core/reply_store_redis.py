@@ -257,6 +257,16 @@ class RedisReplyStore:
         [found] = await self._lane.pipeline([("EXISTS", self._watch_key(reply_id))])
         return bool(found)
 
+    async def stop(self, reply_id: str, ttl: float) -> None:
+        await self._lane.pipeline([("SET", self._stop_key(reply_id), "1", "PX", _ms(ttl))])
+
+    async def stop_asked(self, reply_id: str) -> bool:
+        [found] = await self._lane.pipeline([("EXISTS", self._stop_key(reply_id))])
+        return bool(found)
+
+    def _stop_key(self, reply_id: str) -> str:
+        return f"{self._prefix}reply:{reply_id}:stop"
+
     def _watch_key(self, reply_id: str) -> str:
         return f"{self._prefix}reply:{reply_id}:watched"
 

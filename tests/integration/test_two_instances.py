@@ -365,6 +365,26 @@ def test_a_stream_cut_on_one_instance_is_resumed_on_the_other_with_last_event_id
             assert refused.status_code == 404
 
 
+def test_a_reply_made_on_one_instance_is_stopped_through_the_other_and_kept(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    one, other = pair
+    key = shared.user_key("judy")
+    with _client(one, key) as first, _client(other, key) as second:
+        head = _ask(first, "new", deltas=3)
+        reply = head[0].data
+        stopped = second.post(f"{API}/replies/{reply['reply_id']}/cancel")
+        assert stopped.status_code == 200, stopped.text
+        assert stopped.json()["status"] == "ended"
+        assert stopped.json()["finish_reason"] == "cancelled"
+        rest = _attach(second, reply["reply_id"], head[-1].id or 0)
+        assert rest[-1].kind == "done" and rest[-1].data["finish_reason"] == "cancelled"
+        text = _text(head) + _text(rest)
+        assert len(text) < len(reply_text_of(QUESTION))
+        stored = _message(second, reply["conversation_id"], reply["message_id"])
+        assert stored["content"] == text and stored["finish_reason"] == "cancelled"
+
+
 def _frames(ws: ClientConnection, rid: str, until: str | int) -> list[dict[str, Any]]:
     """The socket's frames for request ``rid``, up to the one with seq ``until`` or the end."""
     frames: list[dict[str, Any]] = []

@@ -264,3 +264,16 @@ async def test_a_reader_in_another_process_waits_for_the_next_event_and_the_end(
     page = await reader
     assert page is not None and page.info.ended and [e.kind for e in page.events] == ["done"]
     assert await elsewhere.get("rpl_a") == page.info
+
+
+async def test_a_stop_asked_anywhere_is_seen_by_the_producer_for_as_long_as_it_stands(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    elsewhere = backend.elsewhere or store
+    await store.create(info(), ttl=60)
+    assert not await store.stop_asked("rpl_a")
+    await elsewhere.stop("rpl_a", ttl=0.5)
+    assert await store.stop_asked("rpl_a")
+    await backend.wait(0.7)
+    assert not await store.stop_asked("rpl_a")
