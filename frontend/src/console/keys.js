@@ -82,18 +82,18 @@ export function KeysSection() {
                 (key) => html`<tr key=${key.id} data-key-id=${key.id}>
                   <td>${key.user}</td>
                   <td>${key.name || '—'}</td>
-                  <td><code>${key.prefix}…</code></td>
+                  <td class="nowrap"><code>${key.prefix}…</code></td>
                   <td>${when(key.created_at)}</td>
                   <td>${key.last_used_at ? when(key.last_used_at) : t('account.never')}</td>
                   <td>${key.expires_at ? when(key.expires_at) : t('console.keys.noExpiry')}</td>
                   <td>${ownLimits(key.quota || {})}</td>
                   <td><span class=${`badge status-${keyStatus(key)}`}>${t(`console.keys.${keyStatus(key)}`)}</span></td>
-                  <td class="row nowrap">
+                  <td><div class="actions">
                     ${!key.revoked_at && html`<button type="button" class="btn" onClick=${() => setLimits(key)}
                       aria-label=${t('console.keys.limitsLabel', { prefix: key.prefix })}>${t('console.keys.setLimits')}</button>
                     <button type="button" class="btn btn-danger" onClick=${() => setConfirm(key)}
                       aria-label=${t('console.keys.revokeLabel', { prefix: key.prefix, user: key.user })}>${t('console.keys.revoke')}</button>`}
-                  </td>
+                  </div></td>
                 </tr>`,
               )}</tbody>
             </table></div>`}

@@ -160,13 +160,13 @@ function UserRow({ user, onEdit, onApprove }) {
     <td><${UsedOf} used=${today.tokens} limit=${lim.daily_tokens} label=${t('console.quota.dailyTokens')} /></td>
     <td class="num">${limitText(lim.rpm)}</td>
     <td class="num">${limitText(lim.max_streams)}</td>
-    <td class="row nowrap">
+    <td><div class="actions">
       ${status === 'pending' &&
       html`<button type="button" class="btn btn-primary" onClick=${() => onApprove(user)}
         aria-label=${t('console.users.approveLabel', { name: user.name })}>${t('console.users.approve')}</button>`}
       <button type="button" class="btn" aria-label=${t('console.users.manageLabel', { name: user.name })}
         onClick=${() => onEdit(user)}>${t('console.users.manage')}</button>
-    </td>
+    </div></td>
   </tr>`;
 }
 
