@@ -166,3 +166,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.timeout(600)
+def test_workers_that_cannot_start_stop_the_parent_with_their_error(tmp_path: Path) -> None:
+    certificate = tmp_path / "cert.pem"
+    certificate.write_text("not a certificate\n")
+    env = serve_env(tmp_path, redis_url="redis://127.0.0.1:6379/0", redis_prefix=redis_prefix())
+    command = [sys.executable, "-m", "chatgate", "serve", "--workers", "2", "--grpc-port", "0"]
+    command += ["--port", str(free_port()), "--ssl-certfile", str(certificate)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "cannot use the TLS certificate or key" in done.stderr
+    assert "could not start (exit code 1): stopping the others" in done.stderr
+    assert "chatgate listening" not in done.stderr and "Traceback" not in done.stderr
