@@ -9,19 +9,26 @@ costs PostgreSQL a checkpoint (about a second), so a database a test is done wit
 instead (its tables truncated, the rows the migrations put there written back) and given to
 the next test; one whose schema a test changed is dropped. The databases left are dropped at the
 end of the run.
+
+A test that starts ``chatgate`` processes gives them ``process_env()``, and reads or writes what
+they stored with ``query()``: the same on either database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatgate.store.db import Database
 
@@ -40,10 +47,74 @@ SELECT coalesce(md5(string_agg(table_name || '.' || column_name || ':' || data_t
        || (SELECT coalesce(string_agg(version_num, ','), '') FROM alembic_version)
   FROM information_schema.columns WHERE table_schema = 'public'
 """
+_ALL_TABLES = "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
 _TABLES = """
 SELECT quote_ident(tablename) FROM pg_tables
  WHERE schemaname = 'public' AND tablename <> 'alembic_version' ORDER BY tablename
 """
+
+
+def process_env(**values: str) -> dict[str, str]:
+    """The environment of a ``chatgate`` process a test starts: the machine's, without its own
+    chatgate or OpenAI settings, but with the test's database (``CHATGATE_DATABASE_URL``) when
+    the suite runs on PostgreSQL, so that the process and the test see the same rows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    url = os.environ.get("CHATGATE_DATABASE_URL")
+    if url:
+        env["CHATGATE_DATABASE_URL"] = url
+    env.update(values)
+    return env
+
+
+def _run_apart(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a loop of its own, from any test (async ones too)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coro).result(timeout=60)
+
+
+def _url(data_dir: Path) -> str:
+    return (
+        os.environ.get("CHATGATE_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'chatgate.db'}"
+    )
+
+
+def query(data_dir: Path, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Run one SQL statement (``:name`` parameters) on the database that the ``chatgate``
+    processes of a test with this data directory use, whichever engine it is, and give its
+    rows: the tests read what those processes wrote, or write what an earlier version did."""
+
+    async def run() -> list[tuple[Any, ...]]:
+        engine = create_async_engine(_url(data_dir))
+        try:
+            async with engine.begin() as conn:
+                result = await conn.execute(text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return _run_apart(run())
+
+
+def stored_bytes(data_dir: Path) -> bytes:
+    """Everything the database of a data directory holds, to look for what must never be
+    stored: SQLite's files as they are on disk (free pages too), or on PostgreSQL every row of
+    every table as text."""
+    if not os.environ.get("CHATGATE_DATABASE_URL"):
+        return b"".join(path.read_bytes() for path in sorted(data_dir.glob("chatgate.db*")))
+
+    async def dump() -> bytes:
+        conn = await asyncpg.connect(_url(data_dir).replace("+asyncpg", "", 1))
+        try:
+            parts: list[str] = []
+            for (table,) in await conn.fetch(_ALL_TABLES):
+                parts.append(table)
+                rows = await conn.fetch(f"SELECT t::text FROM {table} t")  # noqa: S608 (catalog names)
+                parts.extend(row[0] for row in rows)
+            return "\n".join(parts).encode()
+        finally:
+            await conn.close()
+
+    return _run_apart(dump())
 
 
 class PostgresDatabases:

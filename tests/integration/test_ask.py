@@ -4,13 +4,14 @@ server with a key; the demo model answers."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from databases import process_env
 from faulty_upstream import FaultyUpstream, finish
 from support import Gateway, free_port
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).parents[2]
 def run(
     data_dir: Path, *args: str, stdin: str | None = None, **env_extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env = process_env()
     env.update(
         CHATGATE_DATA_DIR=str(data_dir),
         CHATGATE_DEMO_CHUNK_DELAY="0",
@@ -158,6 +159,7 @@ def test_a_redis_that_is_down_is_one_line(tmp_path: Path) -> None:
     assert "ConnectionError" in line and "127.0.0.1" in line
 
 
+@pytest.mark.sqlite  # holds SQLite's lock on the file
 def test_a_reply_the_database_would_not_store_says_so(tmp_path: Path) -> None:
     assert run(tmp_path, "ask", "first").returncode == 0
     holder = sqlite3.connect(tmp_path / "chatgate.db", isolation_level=None)

@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import httpx
+from databases import stored_bytes
 from support import Gateway, free_port, remember
 
 from chatgate.core.clock import FixedClock
@@ -53,7 +54,7 @@ def test_token_is_stored_only_as_its_claims(make_gateway: Callable[..., Gateway]
     token = remember(get_token(gateway).json()["message"]["token"])
     gateway.flush()
     gateway.stop()
-    stored = b"".join(p.read_bytes() for p in gateway.settings.data_dir.glob("chatgate.db*"))
+    stored = stored_bytes(gateway.settings.data_dir)
     assert b"chatapi_tokens" in stored  # the table is there, the token is not
     assert token.encode() not in stored
     assert token.split(".")[2].encode() not in stored

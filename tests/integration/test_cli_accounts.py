@@ -3,7 +3,6 @@ and the usage table, in subprocesses against a real data directory."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from databases import process_env
 from support import Gateway, remember
 
 from chatgate.settings import Settings
@@ -22,7 +22,7 @@ OTHER_PASSWORD = remember("amber-Delta-5530")
 
 
 def chatgate(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env = process_env()
     env.update(CHATGATE_DATA_DIR=str(data), PYTHONPATH=str(ROOT), COLUMNS="200")
     return subprocess.run(
         [sys.executable, "-m", "chatgate", *args],

@@ -4,7 +4,6 @@ conversations export``, in subprocesses against a real data directory."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from databases import process_env, query
 
 ROOT = Path(__file__).parents[2]
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "chatgpt_conversations.json"
@@ -21,7 +21,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 
 def run(data_dir: Path, *args: str, columns: str = "200") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env = process_env()
     env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS=columns)
     if not columns:
         del env["COLUMNS"]
@@ -155,9 +155,9 @@ def test_conversations_imported_by_an_earlier_version_are_not_imported_again(
 ) -> None:
     data = tmp_path / "data"
     run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")
-    with sqlite3.connect(data / "chatgate.db") as db:  # ids as earlier versions stored them
-        db.execute("UPDATE conversations SET external_id = substr(external_id, 3)")
-        stored = [row[0] for row in db.execute("SELECT external_id FROM conversations")]
+    # ids as earlier versions stored them
+    query(data, "UPDATE conversations SET external_id = substr(external_id, 3)")
+    stored = [row[0] for row in query(data, "SELECT external_id FROM conversations")]
     assert all(e.startswith("chatgpt:") for e in stored)
     again = run(data, "import", str(FIXTURE), "--user", "alice")
     assert "imported 0 conversation(s) with 0 message(s) for alice; 2 already there" in (
@@ -216,6 +216,7 @@ def test_listed_ids_are_whole_in_a_narrow_terminal_or_a_pipe(tmp_path: Path, col
         assert shown.returncode == 0, shown.stderr
 
 
+@pytest.mark.sqlite  # rewrites ids under foreign keys, which a bare SQLite connection lets it do
 def test_show_and_export_take_any_unambiguous_start_of_an_id(tmp_path: Path) -> None:
     data = tmp_path / "data"
     run(data, "import", str(FIXTURE), "--user", "alice", "--create-user")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from databases import process_env
 from faulty_upstream import FaultyUpstream
 from support import Gateway, free_port
 
@@ -28,7 +28,7 @@ CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def chatgate_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env = process_env()
     env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS="200", **extra)
     return env
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from databases import process_env
 from support import free_port
 
 ROOT = Path(__file__).parents[2]
 
 
 def serve_command(data_dir: Path, *args: str) -> tuple[list[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
+    env = process_env()
     env.update(CHATGATE_DATA_DIR=str(data_dir), PYTHONPATH=str(ROOT), COLUMNS="200")
     return [sys.executable, "-m", "chatgate", "serve", *args], env
 

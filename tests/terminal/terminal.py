@@ -38,6 +38,8 @@ class Terminal:
             "LC_ALL": "C.UTF-8",
             **env,
         }
+        if os.environ.get("CHATGATE_DATABASE_URL"):  # the test's PostgreSQL database
+            values.setdefault("CHATGATE_DATABASE_URL", os.environ["CHATGATE_DATABASE_URL"])
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in values.items())
         command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "chatgate", *args))
         if through is not None:
