@@ -17,15 +17,17 @@ import {
   putModel,
   providerHealth,
 } from './api.js';
-import { ErrorLine, Loading } from './common.js';
+import { ErrorLine, Loading, when } from './common.js';
 
 const KINDS = ['openai-compatible', 'azure-openai', 'demo'];
 
-/** The health the server reports for a provider, by name ({} when it reports none). */
+/** The health report's providers, by name. @param {any} health */
 function healthByName(health) {
-  const list = Array.isArray(health) ? health : health?.data || [];
-  return Object.fromEntries(list.map((h) => [h.name || h.provider, h]));
+  return Object.fromEntries((health?.providers || []).map((h) => [h.name, h]));
 }
+
+/** A mean in ms, or a dash. @param {number|null|undefined} v */
+const msText = (v) => (v == null ? '—' : `${Math.round(v)} ms`);
 
 function ProviderForm({ provider, onSaved, onCancel }) {
   const [error, setError] = useState(/** @type {string|null} */ (null));
@@ -173,40 +175,83 @@ function ModelForm({ model, onSaved, onCancel }) {
   </form>`;
 }
 
-function ProviderCard({ provider, health, models, onEdit, onRemove }) {
-  const resting = provider.breakers || health?.resting || [];
-  const found = health?.models || models.filter((m) => (m.deployments || []).some((d) => d === provider.name || d.startsWith(`${provider.name}/`))).map((m) => m.name);
-  const errors = health?.recent_errors ?? health?.errors;
-  const latency = health?.latency_ms ?? health?.latency;
-  const state = resting.length ? 'resting' : errors ? 'errors' : 'ok';
-  return html`<li class="provider-card" data-provider=${provider.name}>
+/**
+ * One provider: its health over the report's window (requests, errors, mean latency and time
+ * to the first token, from every server's request log; this server's failed tries and
+ * breakers), its deployments, and the models it listed.
+ */
+function ProviderCard({ name, provider, health, window, routed, onEdit, onRemove }) {
+  const traffic = health?.traffic;
+  const failures = health?.failures;
+  const deployments = health?.deployments || [];
+  const resting = deployments.filter((d) => d.resting);
+  const breakers = provider?.breakers || [];
+  const state = resting.length || breakers.length ? 'resting' : traffic?.errors || failures?.count ? 'errors' : 'ok';
+  const found = health?.models_found;
+  return html`<li class="provider-card" data-provider=${name}>
     <div class="row">
-      <h3 class="grow">${provider.name} <span class="muted">· ${provider.kind}</span></h3>
+      <h3 class="grow">${name} <span class="muted">· ${provider?.kind || health?.kind || ''}</span></h3>
       <span class=${`badge health-${state}`}>${t(`console.upstreams.state.${state}`)}</span>
-      <button type="button" class="btn" onClick=${() => onEdit(provider)}
-        aria-label=${t('console.upstreams.editLabel', { name: provider.name })}>${t('console.upstreams.edit')}</button>
-      <button type="button" class="btn btn-danger" onClick=${() => onRemove(provider)}
-        aria-label=${t('console.upstreams.removeLabel', { name: provider.name })}>${t('console.upstreams.remove')}</button>
+      ${provider &&
+      html`<button type="button" class="btn" onClick=${() => onEdit(provider)}
+          aria-label=${t('console.upstreams.editLabel', { name })}>${t('console.upstreams.edit')}</button>
+        <button type="button" class="btn btn-danger" onClick=${() => onRemove(provider)}
+          aria-label=${t('console.upstreams.removeLabel', { name })}>${t('console.upstreams.remove')}</button>`}
     </div>
     <dl class="facts">
-      <dt>${t('console.upstreams.baseUrl')}</dt><dd><code>${provider.base_url}</code></dd>
-      <dt>${t('console.upstreams.keyCount')}</dt><dd>${formatNumber(provider.keys || 0)}</dd>
-      <dt>${t('console.upstreams.recentErrors')}</dt><dd>${errors == null ? '—' : formatNumber(errors)}</dd>
-      <dt>${t('console.upstreams.latency')}</dt><dd>${latency == null ? '—' : typeof latency === 'object'
-        ? Object.entries(latency).map(([k, v]) => `${k} ${v == null ? '—' : Math.round(Number(v))} ms`).join(' · ')
-        : `${Math.round(latency)} ms`}</dd>
-      <dt>${t('console.upstreams.resting')}</dt><dd>${resting.length
-        ? resting.map((r) => `${r.model} (${r.state}${r.retry_in ? `, ${Math.ceil(r.retry_in)} s` : ''})`).join(', ')
+      <dt>${t('console.upstreams.baseUrl')}</dt><dd><code>${provider?.base_url || health?.base_url || '—'}</code></dd>
+      ${provider && html`<dt>${t('console.upstreams.keyCount')}</dt><dd>${formatNumber(provider.keys || 0)}</dd>`}
+      <dt>${t('console.upstreams.traffic', { minutes: Math.round((window || 3600) / 60) })}</dt>
+      <dd>${traffic
+        ? t('console.upstreams.trafficText', { requests: formatNumber(traffic.requests), errors: formatNumber(traffic.errors) })
+        : '—'}</dd>
+      <dt>${t('console.upstreams.latency')}</dt>
+      <dd>${traffic && traffic.latency_ms != null
+        ? t('console.upstreams.latencyText', { latency: msText(traffic.latency_ms), first: msText(traffic.first_token_ms) })
+        : '—'}</dd>
+      <dt>${t('console.upstreams.recentErrors')}</dt>
+      <dd>${failures?.last
+        ? html`${formatNumber(failures.count)} · <span class="muted">${when(failures.last.at)}</span> <code>${failures.last.code}</code> ${failures.last.message}`
+        : failures ? formatNumber(failures.count) : '—'}</dd>
+      <dt>${t('console.upstreams.resting')}</dt>
+      <dd>${resting.length || breakers.length
+        ? [...resting, ...breakers].map((r) => `${r.model} (${r.state}${r.retry_in ? `, ${Math.ceil(r.retry_in)} s` : ''})`).join(', ')
         : t('console.upstreams.notResting')}</dd>
-      <dt>${t('console.upstreams.modelsFound')}</dt><dd>${found.length ? found.join(', ') : '—'}</dd>
+      <dt>${t('console.upstreams.modelsFound')}</dt>
+      <dd>${health?.models_error
+        ? html`<span class="error-text">${health.models_error}</span>`
+        : found?.length ? found.join(', ')
+          : health ? (found == null ? t('console.upstreams.notRead') : '—')
+          : routed.join(', ') || '—'}</dd>
     </dl>
+    ${deployments.length > 0 &&
+    html`<div class="table-wrap"><table class="table deployments-table">
+      <caption class="sr-only">${t('console.upstreams.deploymentsOf', { name })}</caption>
+      <thead><tr>
+        <th scope="col">${t('console.upstreams.model')}</th>
+        <th scope="col">${t('console.upstreams.upstreamModel')}</th>
+        <th scope="col">${t('console.upstreams.breaker')}</th>
+        <th scope="col">${t('console.usage.requests')}</th>
+        <th scope="col">${t('console.usage.errors')}</th>
+        <th scope="col">${t('console.upstreams.latency')}</th>
+      </tr></thead>
+      <tbody>${deployments.map(
+        (d) => html`<tr key=${d.model} data-deployment=${d.model}>
+          <td>${d.model}</td><td><code>${d.upstream_model}</code></td>
+          <td><span class=${`badge health-${d.resting ? 'resting' : d.state === 'closed' ? 'ok' : 'errors'}`}>${d.state}</span></td>
+          <td class="num">${formatNumber(d.traffic.requests)}</td>
+          <td class="num">${formatNumber(d.traffic.errors + d.failures.count)}</td>
+          <td class="num">${msText(d.traffic.latency_ms)}</td>
+        </tr>`,
+      )}</tbody>
+    </table></div>`}
   </li>`;
 }
 
 export function UpstreamsSection() {
   const [providers, setProviders] = useState(/** @type {any[]|null} */ (null));
   const [models, setModels] = useState(/** @type {any[]} */ ([]));
-  const [health, setHealth] = useState(/** @type {Record<string, any>} */ ({}));
+  const [health, setHealth] = useState(/** @type {any} */ (null));
   const [error, setError] = useState(/** @type {string|null} */ (null));
   const [editing, setEditing] = useState(/** @type {any} */ (undefined));
   const [editingModel, setEditingModel] = useState(/** @type {any} */ (undefined));
@@ -221,8 +266,8 @@ export function UpstreamsSection() {
       setError(e.message);
     }
     providerHealth()
-      .then((h) => setHealth(healthByName(h)))
-      .catch(() => setHealth({}));
+      .then(setHealth)
+      .catch(() => setHealth(null));
   };
   useEffect(() => {
     load();
@@ -236,6 +281,10 @@ export function UpstreamsSection() {
       setError(e.message);
     }
   };
+  // Configured providers, and any other the health report knows (the built-in demo).
+  const byName = Object.fromEntries((providers || []).map((p) => [p.name, p]));
+  const reports = healthByName(health);
+  const names = [...new Set([...Object.keys(byName), ...Object.keys(reports)])];
   const remove = async () => {
     const provider = removing;
     setRemoving(null);
@@ -257,7 +306,9 @@ export function UpstreamsSection() {
     ${providers === null
       ? html`<${Loading} />`
       : html`<ul class="provider-list">
-          ${providers.map((p) => html`<${ProviderCard} key=${p.name} provider=${p} health=${health[p.name]} models=${models} onEdit=${setEditing} onRemove=${setRemoving} />`)}
+          ${names.map((n) => html`<${ProviderCard} key=${n} name=${n} provider=${byName[n]} health=${reports[n]}
+            window=${health?.window_seconds} onEdit=${setEditing}
+            routed=${models.filter((m) => (m.deployments || []).includes(n)).map((m) => m.name)} onRemove=${setRemoving} />`)}
         </ul>`}
     <section aria-labelledby="models-title">
       <div class="row">
