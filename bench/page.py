@@ -5,11 +5,18 @@ Three figures, each against its budget (reported, never asserted: see bench/READ
 - **weight**: the gzip size of the JavaScript and CSS the browser loaded before the first
   message of a conversation showed (logged in, opening ``/c/{id}`` in a fresh browser);
   budget 150 KB;
-- **open**: the time from navigation to the last message of a 500-message conversation
-  rendered (the message list's ``data-ready`` set and the last message in the DOM, then a
-  frame), on loopback, with the assets in the browser's cache; budget 300 ms;
-- **stream**: the long tasks (over 50 ms, from a ``PerformanceObserver``) while a 4,000-token
-  Markdown reply streams in; budget none.
+- **open**: the time until a 500-message conversation is open: its last message is in the DOM
+  of the ready message list (``data-ready``, set once the conversation is drawn and scrolled to
+  its end) and the frame that shows it has been painted (a task posted from that frame's
+  ``requestAnimationFrame`` callback, which runs after the paint). Measured from the navigation
+  to ``/c/{id}`` from a blank tab (the assets cached, as on a second visit: the median of
+  ``--runs``; and once with an empty cache), and from the click on the conversation in the
+  sidebar while another one is open (the median of ``--runs``). Budget 300 ms, on loopback.
+  The messages on screen at that moment must show rendered Markdown, not text waiting to be
+  rendered: their count is reported (``open_pending_on_screen``, zero when honest). Older
+  messages may be drawn later (when the page is idle): that is the point of the budget;
+- **stream**: the long tasks (over 50 ms, from a ``PerformanceObserver``) from pressing Enter
+  until the 4,000-token Markdown reply has streamed in and is rendered whole; budget none.
 
 The server is ``chatgate serve`` in a subprocess (fresh data directory, SQLite), in front of
 ``bench/page_upstream.py``, a fake model that answers in varied Markdown (lists, tables, code in
@@ -56,24 +63,43 @@ LONG_TASK_MS = 50.0
 USER, PASSWORD = "bench", "bench-page-password"
 RESULTS = ROOT / "bench" / "results"
 
-# Installed before the page's own scripts: long tasks as they happen, and the moment the
-# awaited message is in the DOM of a ready message list (then the frame that shows it).
+# Installed before the page's own scripts: long tasks as they happen; the moment the awaited
+# message is in the DOM of a ready message list, and the moment the frame that shows it has been
+# drawn (a task posted from that frame's animation callback runs once it is painted); how many
+# messages on screen then still show their Markdown as plain text (zero when the page is
+# honest about being open); and the time of the last click (the sidebar's, for opening by click).
 _WATCH = """
-window.__bench = {longtasks: [], domAt: null, shownAt: null};
+window.__bench = {longtasks: [], domAt: null, shownAt: null, pendingOnScreen: null, clickAt: null};
 try {
   new PerformanceObserver((list) => {
     for (const e of list.getEntries())
       window.__bench.longtasks.push({start: e.startTime, duration: e.duration});
   }).observe({type: 'longtask', buffered: true});
 } catch (e) { window.__bench.noLongtaskApi = String(e); }
+addEventListener('click', (e) => { window.__bench.clickAt = e.timeStamp; }, true);
 const awaited = %s;
 if (awaited) {
+  const painted = () => {
+    window.__bench.shownAt = performance.now();
+    const list = document.querySelector('.messages');
+    const box = list.getBoundingClientRect();
+    let pending = 0;
+    for (const el of list.querySelectorAll('.msg')) {
+      const r = el.getBoundingClientRect();
+      if (r.bottom > box.top && r.top < box.bottom && el.querySelector('.md-pending')) pending++;
+    }
+    window.__bench.pendingOnScreen = pending;
+  };
   const check = () => {
     if (window.__bench.domAt !== null) return;
     const sel = '.messages[data-ready="1"] [data-id="' + awaited + '"]';
     if (document.querySelector(sel)) {
       window.__bench.domAt = performance.now();
-      requestAnimationFrame(() => { window.__bench.shownAt = performance.now(); });
+      requestAnimationFrame(() => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = painted;
+        channel.port2.postMessage(null);
+      });
     }
   };
   new MutationObserver(check).observe(document, {subtree: true, childList: true,
@@ -118,6 +144,8 @@ class Results:
     open_messages: int = 0
     open_cold_ms: float = 0.0
     open_warm_ms: list[float] = field(default_factory=list)
+    open_click_ms: list[float] = field(default_factory=list)
+    open_pending_on_screen: int = 0  # messages on screen still unrendered when "open"
     stream_tokens: int = 0
     stream_seconds: float = 0.0
     stream_chars_shown: int = 0
@@ -128,6 +156,10 @@ class Results:
     @property
     def open_ms(self) -> float:
         return statistics.median(self.open_warm_ms) if self.open_warm_ms else 0.0
+
+    @property
+    def open_click_median_ms(self) -> float:
+        return statistics.median(self.open_click_ms) if self.open_click_ms else 0.0
 
 
 # ---- the server -----------------------------------------------------------------------------
@@ -223,14 +255,15 @@ def logged_in(browser: Browser, url: str, awaited: str = "") -> tuple[BrowserCon
     return context, page
 
 
-def wait_until(page: Page, expression: str, within: float = 120) -> None:
-    """Poll ``expression`` (``wait_for_function`` would eval it, which the page's CSP
-    forbids); the times measured are the page's own, so the polling adds nothing to them."""
+def wait_until(page: Page, expression: str, within: float = 120, every: int = 20) -> None:
+    """Poll ``expression`` every ``every`` ms (``wait_for_function`` would eval it, which the
+    page's CSP forbids); the times measured are the page's own, so the polling adds nothing to
+    them."""
     deadline = time.monotonic() + within
     while not page.evaluate(expression):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the page never made {expression!r} true")
-        page.wait_for_timeout(20)
+        page.wait_for_timeout(every)
 
 
 def measure_weight(browser: Browser, url: str, conversation: str, results: Results) -> None:
@@ -269,19 +302,48 @@ def measure_weight(browser: Browser, url: str, conversation: str, results: Resul
 
 
 def measure_open(
-    browser: Browser, url: str, conversation: str, last: str, runs: int, results: Results
+    browser: Browser,
+    url: str,
+    conversation: str,
+    last: str,
+    other: str,
+    runs: int,
+    results: Results,
 ) -> None:
-    """From navigation to the last message rendered: once with an empty cache, then ``runs``
-    times with the assets cached, as on a user's second visit."""
+    """From navigation to the last message shown: once with an empty cache, then ``runs``
+    times with the assets cached, as on a user's second visit; then ``runs`` times from a click
+    on the conversation in the sidebar, with ``other`` open."""
     context, page = logged_in(browser, url, awaited=last)
+    shown = "window.__bench && window.__bench.shownAt !== null"
+    pending = 0
     for run in range(runs + 1):
+        # From a blank tab: the work of leaving the page before (a 500-message conversation
+        # being torn down) is not the opening's.
+        page.goto("about:blank")
         page.goto(f"/c/{conversation}")
-        wait_until(page, "window.__bench && window.__bench.shownAt !== null")
-        shown = float(page.evaluate("window.__bench.shownAt"))
+        wait_until(page, shown)
+        took = float(page.evaluate("window.__bench.shownAt"))
+        pending = max(pending, int(page.evaluate("window.__bench.pendingOnScreen")))
         if run == 0:
-            results.open_cold_ms = shown
+            results.open_cold_ms = took
         else:
-            results.open_warm_ms.append(shown)
+            results.open_warm_ms.append(took)
+    results.open_messages = page.locator(".messages [data-id]").count()
+    for _ in range(runs):
+        page.goto(f"/c/{other}")
+        page.locator('.messages[data-ready="1"]').wait_for()
+        link = page.locator(f'.sidebar a[href="/c/{conversation}"]')
+        link.wait_for()
+        page.wait_for_timeout(300)  # the page settles (idle work of the one just opened)
+        page.evaluate("window.__bench.domAt = null; window.__bench.shownAt = null")
+        link.click()
+        wait_until(page, shown)
+        took = float(page.evaluate("window.__bench.shownAt - window.__bench.clickAt"))
+        results.open_click_ms.append(took)
+        pending = max(pending, int(page.evaluate("window.__bench.pendingOnScreen")))
+    results.open_pending_on_screen = pending
+    # every message is drawn in the end (the older ones when the page is idle)
+    wait_until(page, "document.querySelector('.messages').dataset.from === '0'")
     results.open_messages = page.locator(".messages [data-id]").count()
     context.close()
 
@@ -305,8 +367,11 @@ def measure_stream(
         browser.start_tracing(page=page, path=options.trace)
     started = float(page.evaluate("performance.now()"))
     box.press("Enter")
-    page.locator(".msg-assistant[data-streaming]").first.wait_for()
-    page.locator(".msg-assistant[data-streaming]").first.wait_for(state="detached")
+    # Polled rarely from here rather than by Playwright's locators, which query the page at
+    # every frame: the page's main thread is what is measured.
+    streaming = "document.querySelector('.msg-assistant[data-streaming]')"
+    wait_until(page, f"!!{streaming}", every=50)
+    wait_until(page, f"!{streaming}", every=100)
     ended = float(page.evaluate("performance.now()"))
     if options.trace is not None:
         browser.stop_tracing()
@@ -344,7 +409,7 @@ def run(options: Options) -> Results:
                 results.chromium = browser.version
                 try:
                     measure_weight(browser, server.url, small, results)
-                    measure_open(browser, server.url, big, last, options.runs, results)
+                    measure_open(browser, server.url, big, last, small, options.runs, results)
                     measure_stream(browser, server.url, empty, options, results)
                 finally:
                     browser.close()
@@ -363,6 +428,11 @@ def table(results: Results) -> str:
          f"< {BUDGET_OPEN_MS:.0f} ms", results.open_ms < BUDGET_OPEN_MS),
         (f"open {results.open_messages} messages (empty cache)", f"{results.open_cold_ms:.0f} ms",
          "", None),
+        (f"open {results.open_messages} messages from the sidebar (click, median)",
+         f"{results.open_click_median_ms:.0f} ms", f"< {BUDGET_OPEN_MS:.0f} ms",
+         results.open_click_median_ms < BUDGET_OPEN_MS),
+        ("messages on screen not rendered when open", f"{results.open_pending_on_screen}", "0",
+         results.open_pending_on_screen == 0),
         (f"long tasks > 50 ms, {results.stream_tokens}-token reply",
          f"{long_tasks} (longest {longest:.0f} ms)", f"{BUDGET_LONG_TASKS}",
          long_tasks <= BUDGET_LONG_TASKS),
@@ -386,7 +456,11 @@ def table(results: Results) -> str:
 def save(results: Results, output: Path | None) -> Path:
     path = output or RESULTS / f"page-{results.when.replace(':', '')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {**asdict(results), "open_ms": results.open_ms}
+    data = {
+        **asdict(results),
+        "open_ms": results.open_ms,
+        "open_click_median_ms": results.open_click_median_ms,
+    }
     data["budgets"] = {
         "weight_gzip_kb": BUDGET_KB,
         "open_ms": BUDGET_OPEN_MS,

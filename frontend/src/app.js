@@ -50,6 +50,11 @@ function Later({ load }) {
 const loadConsole = () => import('./console/console.js');
 const loadSetup = () => import('./setup/setup.js');
 
+// Asked at once too, not after the first frame.
+whoAmI().catch(() => {
+  me.value = null;
+});
+
 function TopBar() {
   const onChat = route.value === '/' || route.value.startsWith('/c/');
   return html`<header class="topbar">
@@ -75,12 +80,6 @@ function TopBar() {
 }
 
 export function App() {
-  useEffect(() => {
-    whoAmI().catch(() => {
-      me.value = null;
-    });
-  }, []);
-
   const path = route.value;
   useEffect(() => {
     conversationId.value = conversationOf(path);

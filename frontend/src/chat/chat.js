@@ -3,7 +3,8 @@ import { html } from 'htm/preact';
 import { useState, useRef, useEffect, useLayoutEffect, useCallback } from 'preact/hooks';
 import { t } from '../i18n/index.js';
 import { conversationId, emit } from '../state.js';
-import { Message } from './message.js';
+import { Message, signature } from './message.js';
+import { paintOnScreen } from './markdown-view.js';
 import { TreeView } from './tree.js';
 import * as store from './store.js';
 
@@ -55,6 +56,23 @@ function Composer({ conv }) {
   </form>`;
 }
 
+/** Messages drawn when a conversation opens: its end, what is on screen and a little more. */
+const FIRST = Math.max(12, Math.ceil(innerHeight / 60));
+/** Messages added above the ones drawn, each time the page is idle, until all are. */
+const MORE = 24;
+/** Messages at the end whose Markdown is rendered at once, with those on screen (the others
+ * when they come near it). */
+const EAGER = 4;
+
+const whenIdle =
+  typeof requestIdleCallback === 'function'
+    ? (/** @type {() => void} */ fn) => requestIdleCallback(fn, { timeout: 500 })
+    : (/** @type {() => void} */ fn) => setTimeout(fn, 50);
+const cancelIdle =
+  typeof cancelIdleCallback === 'function'
+    ? (/** @type {number} */ h) => cancelIdleCallback(h)
+    : (/** @type {number} */ h) => clearTimeout(h);
+
 export function Chat() {
   const id = conversationId.value;
   const conv = store.convFor(id);
@@ -64,6 +82,12 @@ export function Chat() {
   const [tree, setTree] = useState(false);
   const [readyFor, setReadyFor] = useState(/** @type {string | null | undefined} */ (undefined));
   const ready = readyFor === id;
+  // The first message drawn, by its place in the path: a long conversation opens with its end
+  // drawn, and the rest is added above a slice at a time when the page is idle. Kept as a
+  // place from the start, so switching a branch below it keeps what is drawn above.
+  const [win, setWin] = useState({ id, from: Infinity });
+  const path = conv.path();
+  const start = Math.min(win.id === id ? win.from : Infinity, Math.max(0, path.length - FIRST));
 
   const onGrow = useCallback(() => {
     const el = list.current;
@@ -79,21 +103,41 @@ export function Chat() {
   useLayoutEffect(() => {
     if (!conv.loaded || ready) return;
     const el = list.current;
-    if (el) el.scrollTop = el.scrollHeight;
+    if (el) {
+      el.scrollTop = el.scrollHeight;
+      // what is on screen is rendered before the conversation counts as open (rendering can
+      // change heights, so twice more at most)
+      for (let i = 0; i < 3 && paintOnScreen(el); i++) el.scrollTop = el.scrollHeight;
+    }
     setReadyFor(id);
   }, [conv.loaded, v, ready, id]);
 
-  const path = conv.path();
-  const eagerFrom = Math.max(0, path.length - 8);
+  // Then the messages above, when the page has nothing else to do.
+  useEffect(() => {
+    if (!ready || start === 0) return;
+    const handle = whenIdle(() => setWin({ id, from: Math.max(0, start - MORE) }));
+    return () => cancelIdle(handle);
+  }, [ready, start, id]);
+
+  /** Show the branch through `mid` (from the tree), drawing the path down to it. @param {string} mid */
+  const showBranch = (mid) => {
+    store.showBranch(conv, mid);
+    const at = conv.path().indexOf(mid);
+    if (at >= 0 && at < start) setWin({ id, from: at });
+  };
+
+  const eagerFrom = Math.max(0, path.length - EAGER);
   const hasBranches = [...conv.kids.values()].some((k) => k.length > 1);
+  const shown = start > 0 ? path.slice(start) : path;
 
   return html`<section class="chat" aria-label=${t('chat.label')}>
+    ${path.length > 0 && html`<h1 class="sr-only">${conv.title || t('chat.label')}</h1>`}
     ${conv.id && conv.messages.size > 0 && html`<div class="chat-tools">
       <button type="button" class=${`btn btn-tree${hasBranches ? ' has-branches' : ''}`}
         onClick=${() => setTree(true)}>${t('chat.tree.open')}</button>
     </div>`}
     <div class="messages" ref=${list} role="log" aria-live="polite" aria-busy=${!conv.loaded || conv.busy()}
-      data-ready=${conv.loaded && ready ? '1' : null} tabindex="0"
+      data-ready=${conv.loaded && ready ? '1' : null} data-from=${start} tabindex="0"
       onScroll=${(/** @type {any} */ e) => {
         const el = e.currentTarget;
         stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
@@ -102,9 +146,10 @@ export function Chat() {
         ${conv.loadError && html`<p class="status status-error" role="alert">${conv.loadError}</p>`}
         ${conv.loaded && path.length === 0 && !conv.loadError &&
           html`<div class="empty"><h1>${t('chat.empty.title')}</h1><p>${t('chat.empty.hint')}</p></div>`}
-        ${path.map((mid, i) => {
+        ${shown.map((mid, i) => {
           const msg = /** @type {store.Msg} */ (conv.messages.get(mid));
-          return html`<${Message} key=${mid} conv=${conv} msg=${msg} eager=${i >= eagerFrom} onGrow=${onGrow} v=${v} />`;
+          return html`<${Message} key=${mid} conv=${conv} msg=${msg} eager=${start + i >= eagerFrom}
+            onGrow=${onGrow} sig=${signature(conv, msg)} />`;
         })}
       </div>
     </div>
@@ -116,6 +161,6 @@ export function Chat() {
       }}>×</button>
     </div>`}
     <${Composer} conv=${conv} v=${v} />
-    ${tree && html`<${TreeView} conv=${conv} v=${v} onClose=${() => setTree(false)} />`}
+    ${tree && html`<${TreeView} conv=${conv} v=${v} onShow=${showBranch} onClose=${() => setTree(false)} />`}
   </section>`;
 }

@@ -1,12 +1,13 @@
 // One message of the path shown: its text, its place among its siblings (`‹ 2 / 3 ›`), and what
 // can be done with it (edit a question, regenerate, continue or retry a reply, copy).
 import { html } from 'htm/preact';
+import { Component } from 'preact';
 import { useState, useRef, useEffect } from 'preact/hooks';
-import { t } from '../i18n/index.js';
+import { t, locale } from '../i18n/index.js';
 import { Markdown, StreamingMarkdown } from './markdown-view.js';
 import * as store from './store.js';
 
-/** @param {{conv: store.Conv, msg: store.Msg, v: number}} props */
+/** @param {{conv: store.Conv, msg: store.Msg, sig: string}} props */
 function Siblings({ conv, msg }) {
   const list = conv.children(msg.parent_id);
   if (list.length < 2) return null;
@@ -34,8 +35,8 @@ function CopyButton({ text }) {
   }}>${done ? t('chat.copied') : t('chat.copy')}</button>`;
 }
 
-/** @param {{conv: store.Conv, msg: store.Msg, v: number}} props */
-function Question({ conv, msg, v }) {
+/** @param {{conv: store.Conv, msg: store.Msg, sig: string}} props */
+function Question({ conv, msg, sig }) {
   const [editing, setEditing] = useState(false);
   const [text, setText] = useState(msg.content);
   const area = useRef(/** @type {HTMLTextAreaElement | null} */ (null));
@@ -74,8 +75,8 @@ function Question({ conv, msg, v }) {
   return html`
     <div class="bubble user-text">${msg.content}</div>
     <div class="msg-actions">
-      <${Siblings} conv=${conv} msg=${msg} v=${v} />
-      <button type="button" class="act act-edit" disabled=${temp || conv.busy()} onClick=${() => {
+      <${Siblings} conv=${conv} msg=${msg} sig=${sig} />
+      <button type="button" class="act act-edit" disabled=${temp || conv.running} onClick=${() => {
         setText(msg.content);
         setEditing(true);
       }}>${t('chat.edit')}</button>
@@ -83,8 +84,8 @@ function Question({ conv, msg, v }) {
     </div>`;
 }
 
-/** @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, v: number}} props */
-function Reply({ conv, msg, eager, onGrow, v }) {
+/** @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, sig: string}} props */
+function Reply({ conv, msg, eager, onGrow, sig }) {
   const stream = msg.stream;
   const running = !!(stream && stream.running);
   const temp = msg.id.startsWith('tmp-');
@@ -93,13 +94,13 @@ function Reply({ conv, msg, eager, onGrow, v }) {
   if (msg.error) {
     status = html`<div class="status status-error" role="alert">
       <span>${t('chat.error', { message: msg.error })}</span>
-      <button type="button" class="btn act-retry" disabled=${conv.busy() || !question}
+      <button type="button" class="btn act-retry" disabled=${!question || conv.running}
         onClick=${() => question && store.regenerate(conv, question)}>${t('chat.retry')}</button>
     </div>`;
   } else if (msg.finish_reason === 'length') {
     status = html`<div class="status status-warn">
       <span>${t('chat.length')}</span>
-      <button type="button" class="btn act-continue" disabled=${conv.busy()}
+      <button type="button" class="btn act-continue" disabled=${conv.running}
         onClick=${() => store.ask(conv, t('chat.continue.prompt'), msg.id).catch(() => {})}>${t('chat.continue')}</button>
     </div>`;
   } else if (msg.finish_reason === 'content_filter') {
@@ -116,11 +117,11 @@ function Reply({ conv, msg, eager, onGrow, v }) {
     </div>
     ${status}
     <div class="msg-actions">
-      <${Siblings} conv=${conv} msg=${msg} v=${v} />
+      <${Siblings} conv=${conv} msg=${msg} sig=${sig} />
       ${running
         ? html`<button type="button" class="act act-stop" onClick=${() => store.stop(conv, msg.id)}>${t('chat.stop')}</button>`
         : html`
-          <button type="button" class="act act-regenerate" disabled=${temp || conv.busy() || !question}
+          <button type="button" class="act act-regenerate" disabled=${temp || !question || conv.running}
             onClick=${() => question && store.regenerate(conv, question)}>${t('chat.regenerate')}</button>
           <${CopyButton} text=${msg.content} />`}
       ${msg.model && html`<span class="msg-model">${msg.model}</span>`}
@@ -128,20 +129,43 @@ function Reply({ conv, msg, eager, onGrow, v }) {
 }
 
 /**
- * The conversation's objects change in place; `v` (its version) tells these components, whose
- * props are otherwise the same objects, that they must render again.
- * @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, v: number}} props
+ * The conversation's objects change in place, so a message is drawn again only when what it
+ * shows changed: `sig` (see `signature`) says so. A reply starting or ending elsewhere changes
+ * only the buttons bound to `conv.running`.
+ * @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, sig: string}} props
  */
-export function Message({ conv, msg, eager, onGrow, v }) {
-  const mine = msg.role === 'user';
-  return html`<article class=${`msg msg-${mine ? 'user' : msg.role}`} data-id=${msg.id}
-      data-role=${msg.role} data-finish=${msg.finish_reason || ''}
-      data-streaming=${msg.stream && msg.stream.running ? '1' : null}
-      aria-label=${mine ? t('chat.you') : t('chat.assistant')}>
-    ${mine
-      ? html`<${Question} conv=${conv} msg=${msg} v=${v} />`
-      : msg.role === 'system'
-        ? html`<div class="bubble system-text">${msg.content}</div>`
-        : html`<${Reply} conv=${conv} msg=${msg} eager=${eager} onGrow=${onGrow} v=${v} />`}
-  </article>`;
+export class Message extends Component {
+  /** @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, sig: string}} next */
+  shouldComponentUpdate(next) {
+    const p = this.props;
+    return next.sig !== p.sig || next.msg !== p.msg || next.eager !== p.eager || next.conv !== p.conv;
+  }
+
+  /** @param {{conv: store.Conv, msg: store.Msg, eager: boolean, onGrow: () => void, sig: string}} props */
+  render({ conv, msg, eager, onGrow, sig }) {
+    // `sig` goes down too: the parts read signals (the language), and @preact/signals then
+    // skips them when their props are the same objects as before.
+    const mine = msg.role === 'user';
+    return html`<article class=${`msg msg-${mine ? 'user' : msg.role}`} data-id=${msg.id}
+        data-role=${msg.role} data-finish=${msg.finish_reason || ''}
+        data-streaming=${msg.stream && msg.stream.running ? '1' : null}
+        aria-label=${mine ? t('chat.you') : t('chat.assistant')}>
+      ${mine
+        ? html`<${Question} conv=${conv} msg=${msg} sig=${sig} />`
+        : msg.role === 'system'
+          ? html`<div class="bubble system-text">${msg.content}</div>`
+          : html`<${Reply} conv=${conv} msg=${msg} eager=${eager} onGrow=${onGrow} sig=${sig} />`}
+    </article>`;
+  }
+}
+
+/**
+ * What a message shows, as a string that changes when any of it does: its id, text, end,
+ * error, model, whether it streams, its place among its siblings, and the page's language.
+ * @param {store.Conv} conv @param {store.Msg} msg
+ */
+export function signature(conv, msg) {
+  const sibs = conv.children(msg.parent_id);
+  const running = msg.stream && msg.stream.running ? 1 : 0;
+  return `${locale.value}|${msg.id}|${msg.content.length}|${msg.finish_reason}|${msg.error}|${msg.model}|${running}|${msg.pending ? 1 : 0}|${sibs.indexOf(msg.id)}/${sibs.length}`;
 }

@@ -4,6 +4,7 @@
 import { signal } from '@preact/signals';
 import * as api from '../api/chat.js';
 import { ApiError } from '../api/core.js';
+import { warm } from '../markdown/md.js';
 import { askParams } from '../settings/panel.js';
 import { emit, navigate, conversationId } from '../state.js';
 
@@ -37,10 +38,14 @@ export class Conv {
     /** Errors that belong to no message (a refused question). */
     this.notice = /** @type {string | null} */ (null);
     this.version = signal(0);
+    /** Whether a reply is streaming here, for the buttons that wait for it (bound to them, so
+     * that a reply starting or ending does not render every message again). */
+    this.running = signal(false);
   }
 
   bump() {
     this.version.value += 1;
+    this.running.value = this.busy();
   }
 
   /** @param {string | null} parent */
@@ -160,7 +165,9 @@ export function forget(id) {
 /** @param {Conv} c */
 async function load(c) {
   try {
-    const body = await api.getConversation(/** @type {string} */ (c.id));
+    const asked = api.getConversation(/** @type {string} */ (c.id));
+    setTimeout(warm, 0); // while the conversation is on its way
+    const body = await asked;
     emit('conversation-loaded', body); // its settings, without a second fetch of the whole tree
     c.title = body.title;
     const messages = [...body.messages].sort(

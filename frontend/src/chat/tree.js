@@ -36,8 +36,11 @@ function Branches({ conv, parent, onPath, pick }) {
   </ul>`;
 }
 
-/** @param {{conv: store.Conv, v: number, onClose: () => void}} props */
-export function TreeView({ conv, onClose }) {
+/**
+ * `onShow` shows the branch through a message (the chat draws the path down to it).
+ * @param {{conv: store.Conv, v: number, onShow: (id: string) => void, onClose: () => void}} props
+ */
+export function TreeView({ conv, onShow, onClose }) {
   const box = useRef(/** @type {HTMLDivElement | null} */ (null));
   useEffect(() => {
     const cur = box.current && box.current.querySelector('[aria-current="true"]');
@@ -46,7 +49,7 @@ export function TreeView({ conv, onClose }) {
   const onPath = new Set(conv.path());
   /** @param {string} id */
   const pick = (id) => {
-    store.showBranch(conv, id);
+    onShow(id);
     onClose();
     requestAnimationFrame(() => {
       const el = document.querySelector(`.msg[data-id="${CSS.escape(id)}"]`);

@@ -2,6 +2,7 @@
 // blocks, and typeset math. Highlighting and KaTeX are loaded the first time they are needed.
 import { languageOf, ready, load, highlight } from './highlight.js';
 import { t } from '../i18n/index.js';
+import { later } from './idle.js';
 
 /** @type {Promise<typeof import('./katex.js')> | null} */
 let katexModule = null;
@@ -41,7 +42,9 @@ function addCopyButton(pre) {
 /**
  * Enhance the rendered markdown inside `root`.
  * @param {HTMLElement} root
- * @param {{live?: boolean}} [opts] `live`: the block is still growing (highlight only if cheap)
+ * @param {{live?: boolean, defer?: boolean}} [opts] `live`: the block is still growing (its
+ *   complete lines are highlighted, and only while it is short); `defer`: highlight and typeset
+ *   when the page is idle (a finished reply shown again, or one far from the screen)
  */
 export function enhance(root, opts = {}) {
   for (const pre of root.querySelectorAll('pre:not([data-enhanced])')) {
@@ -54,16 +57,19 @@ export function enhance(root, opts = {}) {
     const lang = m ? languageOf(m[1]) : null;
     if (!lang) continue;
     el.setAttribute('data-lang', lang);
+    const paint = () => {
+      if (code.isConnected && !code.classList.contains('hljs')) highlight(code, lang);
+    };
     if (ready(lang)) {
-      if (!opts.live || (code.textContent || '').length < 4000) highlight(code, lang);
+      if (opts.defer) later(paint);
+      else if (!opts.live) highlight(code, lang);
+      else if ((code.textContent || '').length < 4000) highlight(code, lang, true);
     } else {
-      load(lang).then(() => {
-        if (code.isConnected && !code.classList.contains('hljs')) highlight(code, lang);
-      });
+      load(lang).then(() => (opts.defer ? later(paint) : paint()));
     }
   }
   if (root.querySelector('.math-tex:not([data-typeset])')) {
     katexModule ||= import('./katex.js');
-    katexModule.then((k) => k.typeset(root));
+    katexModule.then((k) => (opts.defer ? later(() => k.typeset(root)) : k.typeset(root)));
   }
 }

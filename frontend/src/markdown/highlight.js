@@ -85,9 +85,33 @@ export function load(lang) {
   return p;
 }
 
-/** Highlight one `<code>` element (its language is loaded). @param {HTMLElement} code @param {string} lang */
-export function highlight(code, lang) {
-  const result = hljs.highlight(code.textContent || '', { language: lang, ignoreIllegals: true });
-  code.innerHTML = result.value; // highlight.js escapes the text it wraps
+/** The last text highlighted, and its HTML: a streaming code block is highlighted again only
+ * when a line is complete, and the block that then freezes is the same text once more. */
+let last = { lang: '', text: '', html: '' };
+
+/** @param {string} text @param {string} lang */
+function highlighted(text, lang) {
+  if (last.lang !== lang || last.text !== text) {
+    const html = hljs.highlight(text, { language: lang, ignoreIllegals: true }).value;
+    last = { lang, text, html };
+  }
+  return last.html;
+}
+
+/** @param {string} s */
+function escapeText(s) {
+  return s.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+}
+
+/**
+ * Highlight one `<code>` element (its language is loaded). `growing`: the block is still being
+ * written; its complete lines are highlighted and the line being written is added as text.
+ * @param {HTMLElement} code @param {string} lang @param {boolean} [growing]
+ */
+export function highlight(code, lang, growing = false) {
+  const text = code.textContent || '';
+  const cut = growing ? text.lastIndexOf('\n') + 1 : text.length;
+  // highlight.js escapes the text it wraps; the rest is escaped here
+  code.innerHTML = highlighted(text.slice(0, cut), lang) + escapeText(text.slice(cut));
   code.classList.add('hljs');
 }

@@ -65,10 +65,13 @@ const PURIFY = {
   FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'iframe', 'svg', 'math'],
   FORBID_ATTR: ['style', 'srcset', 'action', 'formaction'],
 };
+// Set once: given with every call, DOMPurify would parse the config again each time, which is a
+// fifth of its work on the small pieces a streaming reply is cleaned in.
+DOMPurify.setConfig(PURIFY);
 
 /** Clean HTML from markdown-it. @param {string} html */
 export function purify(html) {
-  return /** @type {string} */ (DOMPurify.sanitize(html, PURIFY));
+  return /** @type {string} */ (DOMPurify.sanitize(html));
 }
 
 /** The safe HTML of a whole markdown text. @param {string} src */
@@ -96,4 +99,10 @@ export function blocks(src) {
 /** Safe HTML of a block's tokens. @param {any[]} tokens */
 export function renderTokens(tokens) {
   return purify(md.renderer.render(tokens, md.options, {}));
+}
+
+/** Do once the work markdown-it and DOMPurify do on their first use (compiling linkify's
+ * patterns, setting up the sanitiser), while the page waits for a conversation to arrive. */
+export function warm() {
+  purify(md.render('*a* https://example.invalid $x$'));
 }

@@ -1,12 +1,28 @@
 // Markdown that grows while a reply streams. The source is split into top-level blocks: every
 // block but the last is finished, rendered once and kept; only the open last block is rendered
-// again, at most once per animation frame. When the reply ends the whole text is rendered once
+// again, in an animation frame at most every GAP_MS (more apart when rendering is slow), so a
+// reply of thousands of pieces is a few hundred small renders. When the reply ends the whole text is rendered once
 // more only when it defines link references (which can change an earlier block), so what stays
 // is what a finished reply looks like, with no flash.
 import { blocks, renderTokens, renderHtml } from './md.js';
 import { enhance } from './enhance.js';
 
 const REFERENCE = /^ {0,3}\[[^\]]+\]:/m;
+/** The least time between two renders of the open block. */
+const GAP_MS = 40;
+/** The time a render may spend freezing finished blocks before it leaves the rest to the next. */
+const FREEZE_MS = 12;
+
+/** Where line `line` of `text` starts. @param {string} text @param {number} line */
+function lineOffset(text, line) {
+  let pos = 0;
+  for (let i = 0; i < line; i++) {
+    const nl = text.indexOf('\n', pos);
+    if (nl < 0) return text.length;
+    pos = nl + 1;
+  }
+  return pos;
+}
 
 export class StreamView {
   /** @param {HTMLElement} el @param {() => void} [onRender] called after each rendered frame */
@@ -36,18 +52,19 @@ export class StreamView {
 
   schedule() {
     if (this.frame) return;
-    // At most one render a frame, and fewer when rendering is slow (a long open block on a
-    // slow machine): the page keeps answering input while the reply catches up.
-    const wait = this.nextAt - performance.now();
+    // A render at most every GAP_MS, and fewer when rendering is slow (a long open block on a
+    // slow machine): the page keeps answering input while the reply catches up. The render
+    // itself is done in an animation frame, just before the page is drawn.
     const go = () => {
       this.frame = requestAnimationFrame(() => {
         this.frame = 0;
         const started = performance.now();
         this.render();
         const took = performance.now() - started;
-        this.nextAt = took > 8 ? performance.now() + took * 2 : 0;
+        this.nextAt = performance.now() + Math.max(GAP_MS, took * 3);
       });
     };
+    const wait = this.nextAt - performance.now();
     if (wait > 0) {
       this.frame = -1;
       this.timer = setTimeout(go, wait);
@@ -59,26 +76,28 @@ export class StreamView {
     const tail = this.src.slice(this.offset);
     const parts = blocks(tail);
     if (parts.length >= 2) {
-      const last = parts[parts.length - 1];
-      for (const part of parts.slice(0, -1)) {
-        const html = renderTokens(part.tokens);
+      // Freeze the finished blocks, a few milliseconds' worth at a time: a reply attached to
+      // half-way (after a reload) catches up over a few frames instead of in one long task.
+      const until = performance.now() + FREEZE_MS;
+      let next = 0;
+      while (next < parts.length - 1 && (final || next === 0 || performance.now() < until)) {
+        const html = renderTokens(parts[next].tokens);
         this.frozen.push(html);
         const div = document.createElement('div');
         div.className = 'md-block';
         div.innerHTML = html;
         enhance(div);
         this.el.insertBefore(div, this.live);
+        next += 1;
       }
-      let line = 0;
-      let pos = 0;
-      while (line < last.start) {
-        const nl = tail.indexOf('\n', pos);
-        if (nl < 0) break;
-        pos = nl + 1;
-        line += 1;
+      this.offset += lineOffset(tail, parts[next].start);
+      if (next < parts.length - 1) {
+        this.liveHtml = '';
+        this.live.replaceChildren();
+        this.schedule();
+        return;
       }
-      this.offset += pos;
-      this.liveHtml = renderTokens(last.tokens);
+      this.liveHtml = renderTokens(parts[next].tokens);
     } else {
       this.liveHtml = parts.length ? renderTokens(parts[0].tokens) : '';
     }
