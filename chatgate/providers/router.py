@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from chatgate.providers.routing import Backoff, DeploymentKey, Health, counts_ag
 from chatgate.settings import ModelConfig, ProviderConfig, Settings
 
 log = logging.getLogger("chatgate.router")
+FAILURES_KEPT = 100
 
 # An upstream whose model list could not be read is asked again after this many seconds,
 # doubled each time up to the most.
@@ -98,6 +100,9 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.health = Health(settings.routing)
+        # Each deployment's recent failed tries (time, code, message), newest last, for the
+        # console's view of upstream health; this process's own, like the breakers.
+        self.failures: dict[DeploymentKey, deque[tuple[float, str, str]]] = {}
         self.backoff = Backoff(settings.routing)
         self.providers: dict[str, Provider] = {}
         self._configs: dict[str, ProviderConfig] = {}
@@ -348,6 +353,11 @@ class ModelRegistry:
     def routes(self) -> list[ModelRoute]:
         return list(self._routes.values())
 
+    def listing(self, provider: str) -> tuple[list[str] | None, str | None]:
+        """The models an upstream listed last (None: never listed), and why its list could
+        not be read lately (None: it could)."""
+        return self._discovered.get(provider), self._unlisted.get(provider)
+
     def names(self, principal: Principal | None = None) -> list[str]:
         """Every name (aliases included) that ``principal`` may ask for."""
         return [n for n, r in self._routes.items() if r.allows(principal)]
@@ -468,6 +478,8 @@ class ModelRegistry:
     def _judge(self, key: DeploymentKey, exc: ChatgateError, *, again: bool) -> None:
         """Record a failure: an upstream's own pause is honoured as it is, anything else is
         evidence for the breaker (once per request)."""
+        seen = self.failures.setdefault(key, deque(maxlen=FAILURES_KEPT))
+        seen.append((time.time(), exc.code, exc.message))
         hinted: float | None = getattr(exc, "retry_after", None)
         if hinted is not None:
             self.health.rest(key, hinted)

@@ -223,3 +223,22 @@ def test_normal_users_may_not_read_everyones_usage(gateway: Gateway) -> None:
             gateway.url + "/api/v1/admin" + path, headers={"Authorization": f"Bearer {key}"}
         )
         assert answer.status_code == 403
+
+
+def test_the_key_list_shows_owner_label_prefix_dates_and_own_limits(
+    gateway: Gateway, admin: httpx.Client
+) -> None:
+    made = admin.post("/users/gail/keys", json={"name": "ci", "expires_days": 30})
+    assert made.status_code == 404  # no such user yet
+    gateway.user("gail")
+    made = admin.post("/users/gail/keys", json={"name": "ci", "expires_days": 30}).json()
+    key = remember(made["key"])
+    admin.put(f"/keys/{made['id']}/quota", json={"daily_requests": 2})
+    api = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    api.chat.completions.create(model="demo", **CHAT)
+    gateway.flush()
+    [listed] = [k for k in admin.get("/keys").json() if k["id"] == made["id"]]
+    assert listed["user"] == "gail" and listed["name"] == "ci"
+    assert listed["prefix"] == key[: len(listed["prefix"])] and key not in str(listed)
+    assert listed["created_at"] <= listed["last_used_at"] < listed["expires_at"]
+    assert listed["quota"]["daily_requests"] == 2 and listed["active"] is True
