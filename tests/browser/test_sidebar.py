@@ -201,6 +201,10 @@ def test_on_a_phone_the_sidebar_is_a_drawer(
     box = sidebar.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     screenshot(page, "phone-drawer")
+    # It holds the focus while open: Tab from its last control comes back to its first.
+    page.locator("#sidebar .sidebar-user a").focus()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="New chat")).to_be_focused()
 
     # Choosing a conversation opens it and closes the drawer.
     sidebar.get_by_role("link", name="Picnic list").click()

@@ -66,6 +66,27 @@ export function focusSearch() {
   });
 }
 
+/**
+ * The drawer over the page keeps the focus while it is open: Tab from its last control goes to
+ * its first, Shift+Tab from its first to its last.
+ * @param {Element} root @param {KeyboardEvent} event
+ */
+function keepFocusIn(root, event) {
+  const controls = /** @type {HTMLElement[]} */ ([
+    ...root.querySelectorAll('a[href], button:not([disabled]), input:not([disabled])'),
+  ]).filter((el) => el.offsetParent !== null);
+  if (!controls.length) return;
+  const first = controls[0];
+  const last = controls[controls.length - 1];
+  if (event.shiftKey && document.activeElement === first) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && document.activeElement === last) {
+    event.preventDefault();
+    first.focus();
+  }
+}
+
 /** Start a new chat (and close the drawer on a phone). */
 export function newChat() {
   navigate('/');
@@ -220,6 +241,8 @@ export function Sidebar() {
         if (drawer && e.key === 'Escape') {
           toggleSidebar(false);
           document.querySelector('.sidebar-toggle')?.focus();
+        } else if (drawer && open && e.key === 'Tab') {
+          keepFocusIn(e.currentTarget, e);
         }
       }}
     >
