@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browsing import ADMIN, Site, login
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from chatgate.core.accounts import Principal
 from chatgate.core.clock import Clock
@@ -24,6 +24,25 @@ from chatgate.services import Services
 TEAM = ("alice", "bob", "chen", "dana")
 MODELS = {"gpt-4o-mini": (0.15, 0.6), "qwen-plus": (0.4, 1.2), "demo": (0.0, 0.0)}
 DAYS = 14
+
+
+def bar(chart: Locator, series: str, day: str) -> Locator:
+    """The bar Chartist drew for one series on one day: its group is named for the series
+    (``ct:series-name``) and each bar carries its day as meta (``ct:meta``) and its value
+    (``ct:value``). XPath, since CSS cannot match these namespaced attributes."""
+    return chart.locator(
+        f"xpath=.//*[local-name()='g' and @*[name()='ct:series-name']='{series}']"
+        f"/*[local-name()='line' and @*[name()='ct:meta']='{day}']"
+    )
+
+
+def charted(chart: Locator) -> Counter[tuple[str, str]]:
+    """Every bar Chartist drew in a chart, as (day, series) -> value, leaving out zeros."""
+    rows = chart.locator(".ct-bar").evaluate_all(
+        """bars => bars.map(b => [b.getAttribute('ct:meta'),
+            b.parentNode.getAttribute('ct:series-name'), Number(b.getAttribute('ct:value'))])"""
+    )
+    return Counter({(day, name): value for day, name, value in rows if value})
 
 
 class At(Clock):
@@ -114,11 +133,12 @@ def test_the_usage_page_charts_the_weeks_the_books_hold(
     chart = page.locator("[data-chart=requests]")
     busiest = max(shown, key=lambda k: shown[k])
     day, name = busiest
-    bar = chart.locator(f"g[data-day='{day}'] rect[data-key={name}]")
-    expect(bar).to_have_attribute("data-value", str(shown[busiest]))
+    expect(bar(chart, name, day)).to_have_attribute("ct:value", str(shown[busiest]))
+    # Every user's requests on every day, bar by bar, as the books counted them.
+    assert charted(chart) == shown
     expect(page.locator("[data-total=requests]")).to_have_text(f"{sum(shown.values()):,}")
-    expect(page.locator("[data-chart=latency] circle").first).to_be_attached()
-    expect(page.locator("[data-chart=errors] rect").first).to_be_attached()
+    expect(page.locator("[data-chart=latency] .ct-point").first).to_be_attached()
+    expect(page.locator("[data-chart=errors] .ct-bar").first).to_be_attached()
     screenshot(page, "console-usage")
 
     # A longer range holds every request booked.
@@ -128,5 +148,7 @@ def test_the_usage_page_charts_the_weeks_the_books_hold(
 
     # Stacked by model instead, the same requests are there, split another way.
     page.get_by_label("model").check()
-    expect(chart.locator("rect[data-key=qwen-plus]").first).to_be_attached()
+    expect(
+        chart.locator("xpath=.//*[@*[name()='ct:series-name']='qwen-plus']/*").first
+    ).to_be_attached()
     expect(page.locator("[data-total=requests]")).to_have_text(f"{total:,}")

@@ -1,43 +1,24 @@
 /**
- * Charts drawn as SVG by the page itself: stacked bars per day and lines over days. A few
- * dozen elements each, so no charting library is worth its weight here; every bar and point
- * has a <title> for its number, and each chart has a table beside it for screen readers and
- * for reading exact figures.
+ * The usage page's charts, drawn as SVG by Chartist (npm `chartist` 1.x): stacked bars per day
+ * and lines over days with gaps. Chartist was chosen over frappe-charts for weight and fit: it is
+ * an ES module whose bar and line charts tree-shake to about 13 KB gzip, it draws plain SVG that
+ * the theme's CSS colours (light and dark), it stacks bars and keeps a line's holes, and it puts
+ * each point's value (`ct:value`) and our day (`ct:meta`) on the element it draws. It is loaded
+ * by `import()` the first time a chart is drawn, so neither the chat page nor the console's other
+ * screens carry it. Each chart is an image labelled for screen readers; the exact figures are in
+ * the table under it.
  */
 import { html } from 'htm/preact';
-import { useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useRef } from 'preact/hooks';
 import { t } from '../i18n/index.js';
 
-const H = 220;
-const PAD = { left: 52, right: 12, top: 12, bottom: 28 };
+const HEIGHT = 220;
 export const PALETTE_SIZE = 8;
 
-/**
- * The figure's width in CSS pixels, followed as it changes: the chart is drawn at its real size,
- * so its text stays legible and unstretched at any width.
- */
-function useWidth() {
-  const ref = useRef(/** @type {HTMLElement|null} */ (null));
-  const [width, setWidth] = useState(720);
-  useLayoutEffect(() => {
-    const el = ref.current;
-    if (!el) return undefined;
-    const measure = () => setWidth(Math.max(240, Math.round(el.clientWidth)));
-    measure();
-    const observer = new ResizeObserver(measure);
-    observer.observe(el);
-    return () => observer.disconnect();
-  }, []);
-  return /** @type {const} */ ([ref, width]);
-}
-
-/** Round a maximum up to a tidy axis top (1, 2, 2.5 or 5 times a power of ten). @param {number} max */
-function niceTop(max) {
-  if (!(max > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= max) return step * power;
-  return 10 * power;
-}
+/** @type {Promise<[any, any]>|null} */
+let library = null;
+/** Chartist and its stylesheet, fetched once, on the first chart drawn. */
+const loadChartist = () => (library ??= Promise.all([import('chartist'), import('chartist/dist/index.css')]));
 
 /** @param {number} n */
 function short(n) {
@@ -46,27 +27,58 @@ function short(n) {
   return String(+n.toFixed(n < 10 && n % 1 ? 2 : 0));
 }
 
-/** @param {{days: string[], top: number, format: (n: number) => string, W: number}} props */
-function Axes({ days, top, format, W }) {
-  const plotH = H - PAD.top - PAD.bottom;
-  const plotW = W - PAD.left - PAD.right;
-  const ticks = [0, 0.25, 0.5, 0.75, 1];
-  const every = Math.max(1, Math.ceil(days.length / Math.max(2, Math.floor(plotW / 64))));
-  const step = plotW / Math.max(1, days.length);
-  return html`<g class="axes" aria-hidden="true">
-    ${ticks.map((f) => {
-      const y = PAD.top + plotH * (1 - f);
-      return html`<g key=${f}>
-        <line x1=${PAD.left} x2=${W - PAD.right} y1=${y} y2=${y} class="grid" />
-        <text x=${PAD.left - 6} y=${y + 4} text-anchor="end">${format(top * f)}</text>
-      </g>`;
-    })}
-    ${days.map((d, i) =>
-      i % every === 0
-        ? html`<text key=${d} x=${PAD.left + step * (i + 0.5)} y=${H - 8} text-anchor="middle">${d.slice(5)}</text>`
-        : null,
-    )}
-  </g>`;
+/** The x axis names a day as MM-DD, and only as many days as fit without crowding. */
+function dayAxis(/** @type {string[]} */ days, /** @type {number} */ width) {
+  const every = Math.max(1, Math.ceil(days.length / Math.max(2, Math.floor(width / 64))));
+  return {
+    showGrid: false,
+    labelInterpolationFnc: (/** @type {string} */ day, /** @type {number} */ i) => (i % every === 0 ? day.slice(5) : null),
+  };
+}
+
+/**
+ * A chart drawn by Chartist into a figure, redrawn when its data or the figure's width change.
+ * `draw(Chartist, element, width)` makes the chart; the figure keeps `data-chart=name`.
+ * @param {{name: string, label: string, series: Array<{key: string}>, draw: (lib: any, el: HTMLElement, width: number) => any, deps: any[]}} props
+ */
+function Figure({ name, label, series, draw, deps }) {
+  const ref = useRef(/** @type {HTMLDivElement|null} */ (null));
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    let chart = /** @type {any} */ (null);
+    let width = 0;
+    let live = true;
+    const render = (/** @type {any} */ lib) => {
+      const now = Math.max(240, Math.round(el.clientWidth));
+      if (!live || now === width) return;
+      width = now;
+      chart?.detach();
+      el.replaceChildren();
+      chart = draw(lib, el, width);
+      chart.on('created', (/** @type {any} */ data) => {
+        data.svg.attr({ role: 'img', 'aria-label': label });
+        data.svg.elem('title', {}, '', true).text(label);
+      });
+    };
+    /** @type {ResizeObserver|null} */
+    let observer = null;
+    loadChartist().then(([lib]) => {
+      if (!live) return;
+      render(lib);
+      observer = new ResizeObserver(() => render(lib));
+      observer.observe(el);
+    });
+    return () => {
+      live = false;
+      observer?.disconnect();
+      chart?.detach();
+    };
+  }, deps);
+  return html`<figure class="chart" data-chart=${name}>
+    <div class="chart-plot" ref=${ref}></div>
+    <${Legend} series=${series} />
+  </figure>`;
 }
 
 /** @param {{series: Array<{key: string}>}} props */
@@ -79,37 +91,54 @@ export function Legend({ series }) {
 }
 
 /**
- * Bars per day, the series stacked.
- * @param {{days: string[], series: Array<{key: string, values: number[]}>, label: string, format?: (n: number) => string, name: string}} props
+ * Each series for Chartist: its name, its palette class, and a point per day carrying the day as
+ * meta, so a bar or point says which day and series it stands for.
+ * @param {string[]} days @param {Array<{key: string, values: Array<number|null>}>} series
  */
-export function StackedBars({ days, series, label, format = short, name }) {
-  const [ref, W] = useWidth();
-  const totals = days.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-  const top = niceTop(Math.max(0, ...totals));
-  const plotH = H - PAD.top - PAD.bottom;
-  const step = (W - PAD.left - PAD.right) / Math.max(1, days.length);
-  const width = Math.max(2, step * 0.7);
-  return html`<figure class="chart" data-chart=${name} ref=${ref}>
-    <svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label}>
-      <${Axes} days=${days} top=${top} format=${format} W=${W} />
-      ${days.map((day, i) => {
-        let base = 0;
-        const x = PAD.left + step * i + (step - width) / 2;
-        return html`<g key=${day} data-day=${day}>
-          ${series.map((s, j) => {
-            const v = s.values[i] || 0;
-            if (!v) return null;
-            const h = (v / top) * plotH;
-            const y = PAD.top + plotH - ((base + v) / top) * plotH;
-            base += v;
-            return html`<rect key=${s.key} class=${`c${j % PALETTE_SIZE}`} x=${x} y=${y} width=${width} height=${Math.max(h, 0.5)}
-              data-key=${s.key} data-value=${v}><title>${`${day} · ${s.key}: ${format(v)}`}</title></rect>`;
-          })}
-        </g>`;
-      })}
-    </svg>
-    <${Legend} series=${series} />
-  </figure>`;
+function toChartist(days, series) {
+  return {
+    labels: days,
+    series: series.map((s, j) => ({
+      name: s.key,
+      className: `ct-series c${j % PALETTE_SIZE}`,
+      data: days.map((day, i) => ({ value: s.values[i] ?? null, meta: day })),
+    })),
+  };
+}
+
+/** A hover title on a drawn bar or point: the day, the series and the value. */
+function titled(/** @type {(n: number) => string} */ format) {
+  return (/** @type {any} */ data) => {
+    if (data.type !== 'bar' && data.type !== 'point') return;
+    const value = typeof data.value === 'object' ? data.value?.y : data.value;
+    if (value == null) return;
+    data.element.elem('title').text(`${data.meta} · ${data.series.name}: ${format(value)}`);
+  };
+}
+
+/**
+ * Bars per day, the series stacked. Counts get whole-number ticks only (`integer`), so an empty
+ * range shows 0 and 1, not quarters.
+ * @param {{days: string[], series: Array<{key: string, values: number[]}>, label: string, format?: (n: number) => string, name: string, integer?: boolean}} props
+ */
+export function StackedBars({ days, series, label, format = short, name, integer = true }) {
+  const draw = (/** @type {any} */ lib, /** @type {HTMLElement} */ el, /** @type {number} */ width) => {
+    const plot = width - 64;
+    const bar = Math.max(2, Math.min(48, (plot / Math.max(1, days.length)) * 0.7));
+    const chart = new lib.BarChart(el, toChartist(days, series), {
+      height: HEIGHT,
+      stackBars: true,
+      chartPadding: { top: 12, right: 12, bottom: 0, left: 4 },
+      axisX: dayAxis(days, plot),
+      axisY: { offset: 52, scaleMinSpace: 30, onlyInteger: integer, labelInterpolationFnc: format },
+    });
+    chart.on('draw', (/** @type {any} */ data) => {
+      if (data.type === 'bar') data.element.attr({ style: `stroke-width: ${bar.toFixed(1)}px` });
+      titled(format)(data);
+    });
+    return chart;
+  };
+  return html`<${Figure} name=${name} label=${label} series=${series} draw=${draw} deps=${[JSON.stringify([days, series, label])]} />`;
 }
 
 /**
@@ -117,40 +146,19 @@ export function StackedBars({ days, series, label, format = short, name }) {
  * @param {{days: string[], lines: Array<{key: string, values: Array<number|null>}>, label: string, format?: (n: number) => string, name: string}} props
  */
 export function Lines({ days, lines, label, format = short, name }) {
-  const [ref, W] = useWidth();
-  const all = lines.flatMap((l) => l.values.filter((v) => v != null));
-  const top = niceTop(Math.max(0, .../** @type {number[]} */ (all)));
-  const plotH = H - PAD.top - PAD.bottom;
-  const step = (W - PAD.left - PAD.right) / Math.max(1, days.length);
-  const at = (i, v) => [PAD.left + step * (i + 0.5), PAD.top + plotH - (v / top) * plotH];
-  return html`<figure class="chart" data-chart=${name} ref=${ref}>
-    <svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label}>
-      <${Axes} days=${days} top=${top} format=${format} W=${W} />
-      ${lines.map((line, j) => {
-        let d = '';
-        let pen = false;
-        line.values.forEach((v, i) => {
-          if (v == null) {
-            pen = false;
-            return;
-          }
-          const [x, y] = at(i, v);
-          d += `${pen ? 'L' : 'M'}${x.toFixed(1)},${y.toFixed(1)}`;
-          pen = true;
-        });
-        return html`<g key=${line.key} class=${`line c${j % PALETTE_SIZE}`}>
-          <path d=${d} fill="none" />
-          ${line.values.map((v, i) => {
-            if (v == null) return null;
-            const [x, y] = at(i, v);
-            return html`<circle cx=${x} cy=${y} r="3" data-key=${line.key} data-value=${v}>
-              <title>${`${days[i]} · ${line.key}: ${format(v)}`}</title></circle>`;
-          })}
-        </g>`;
-      })}
-    </svg>
-    <${Legend} series=${lines} />
-  </figure>`;
+  const draw = (/** @type {any} */ lib, /** @type {HTMLElement} */ el, /** @type {number} */ width) => {
+    const chart = new lib.LineChart(el, toChartist(days, lines), {
+      height: HEIGHT,
+      low: 0,
+      lineSmooth: false,
+      chartPadding: { top: 12, right: 12, bottom: 0, left: 4 },
+      axisX: dayAxis(days, width - 64),
+      axisY: { offset: 52, scaleMinSpace: 30, labelInterpolationFnc: format },
+    });
+    chart.on('draw', titled(format));
+    return chart;
+  };
+  return html`<${Figure} name=${name} label=${label} series=${lines} draw=${draw} deps=${[JSON.stringify([days, lines, label])]} />`;
 }
 
 /**

@@ -126,7 +126,7 @@ export function UsageSection() {
             <//>
             <${ChartCard} title=${t('console.usage.costPerDay')} name="cost" range=${range}
               table=${html`<${ChartTable} name="cost" days=${days} series=${of('cost')} caption=${t('console.usage.cost')} format=${money} />`}>
-              <${StackedBars} name="cost" days=${days} series=${of('cost')} label=${t('console.usage.cost')} format=${money} />
+              <${StackedBars} name="cost" days=${days} series=${of('cost')} label=${t('console.usage.cost')} format=${money} integer=${false} />
             <//>
             <${ChartCard} title=${t('console.usage.errorsPerDay')} name="errors" range=${range}
               table=${html`<${ChartTable} name="errors" days=${days} series=${faults} caption=${t('console.usage.errorsPerDay')} />`}>
