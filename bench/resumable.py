@@ -72,10 +72,11 @@ async def _measure(
     if resumable:
         body["resumable"] = True
     request = build_request("127.0.0.1", gateway.port, PATH, orjson.dumps(body), key)
-    warm = await closed_loop(
-        "127.0.0.1", gateway.port, lambda i: request, opts.concurrency, 600, max_requests=50
+    warm = max(opts.concurrency, opts.requests // 4)
+    warmed = await closed_loop(
+        "127.0.0.1", gateway.port, lambda i: request, opts.concurrency, 600, max_requests=warm
     )
-    _checked(warm, opts.pieces)
+    _checked(warmed, opts.pieces)
     if not opts.cpu:
         _control(gateway.pid, "--zero")
         _control(gateway.pid, "--instr=on")
