@@ -25,6 +25,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.sqlite  # the modes of SQLite's own files
 def test_the_data_directory_database_and_its_journal_files_are_private(
     make_settings: Callable[..., Settings], open_umask: None
 ) -> None:

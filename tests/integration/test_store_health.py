@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import httpx
 import openai
+import pytest
 from support import Gateway
 
 from chatgate.settings import Settings
@@ -54,6 +55,7 @@ def test_readiness_without_a_credential_says_only_whether_the_server_is_ready(
     assert "secret-model" not in ready.text
 
 
+@pytest.mark.sqlite  # holds SQLite's lock on the file
 def test_a_locked_database_makes_the_server_not_ready_and_loses_no_write(
     make_settings: Callable[..., Settings],
 ) -> None:
