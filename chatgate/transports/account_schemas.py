@@ -12,9 +12,10 @@ from chatgate.core.accounts import KeyInfo, UserInfo
 from chatgate.core.quotas import ScopeStanding, Standing
 from chatgate.core.usage import UsageRow
 
-# Every number that comes from outside has bounds: ids fit the database's 64-bit integers,
-# limits stay far below them (and below what a JSON client can hold exactly, 2**53).
-MAX_ID = 2**63 - 1
+# Every number that comes from outside has bounds: ids fit the id columns on both databases
+# (INTEGER: 64 bits on SQLite, 32 on PostgreSQL), limits stay far below what the usage columns
+# hold (and below what a JSON client can hold exactly, 2**53).
+MAX_ID = 2**31 - 1
 MAX_LIMIT = 10**15
 MAX_EXPIRES_DAYS = 36_500
 

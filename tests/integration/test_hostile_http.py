@@ -318,6 +318,15 @@ STRICT = [
 ]  # fmt: skip
 
 
+def test_an_id_past_the_id_columns_of_either_database_is_a_422(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {gateway.key('alice')}"}
+    for n in (2**31, 2**63 - 1):  # past PostgreSQL's INTEGER; past SQLite's too
+        answer = httpx.delete(f"{gateway.url}/api/v1/keys/{n}", headers=headers)
+        assert answer.status_code == 422, (n, answer.text)
+    largest = httpx.delete(f"{gateway.url}/api/v1/keys/{2**31 - 1}", headers=headers)
+    assert largest.status_code == 404, largest.text
+
+
 @pytest.mark.parametrize("value", NOT_NUMBERS)
 @pytest.mark.parametrize(("method", "path", "body", "as_admin"), STRICT, ids=[s[1] for s in STRICT])
 def test_nan_and_infinity_are_not_json(
