@@ -115,6 +115,11 @@ class Serve:
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
 
+    def kill(self) -> None:
+        """Die at once, as a machine that fails: nothing is finished or written."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
     def wait(self, timeout: float = 120) -> int:
         return self.proc.wait(timeout)
 

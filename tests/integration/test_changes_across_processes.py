@@ -5,22 +5,17 @@ once-a-second reading is turned off still hears a change through the signal alon
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-import redis
-from support import free_port, remember
+from serve_process import REDIS, Serve, chatgate, postgres_database, redis_prefix, serve_env
+from support import remember
 
 from chatgate.core.change_signals import signals_for
 from chatgate.core.changes import Change, DatabaseChangeFeed
@@ -28,103 +23,7 @@ from chatgate.providers.admin import ProviderAdmin
 from chatgate.services import Services
 from chatgate.settings import Settings
 
-ROOT = Path(__file__).parents[2]
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS = "redis://127.0.0.1:6379/0"
 MEASURED: list[str] = []  # the delays seen, printed with -s
-
-
-@contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
-
-    async def run(statement: str) -> bool:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-        except (OSError, asyncpg.PostgresError):
-            return False
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-        return True
-
-    def blocking(statement: str) -> bool:  # from a test's event loop too
-        with concurrent.futures.ThreadPoolExecutor(1) as thread:
-            return thread.submit(asyncio.run, run(statement)).result()
-
-    name = "chatgate_signals_" + secrets.token_hex(6)
-    if not blocking(f'CREATE DATABASE "{name}"'):
-        pytest.skip("no PostgreSQL server is accepting connections at 127.0.0.1:5432")
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        blocking(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _redis_prefix() -> str:
-    try:
-        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        pytest.skip("no Redis server is accepting connections at 127.0.0.1:6379")
-    return f"chatgate-test-{secrets.token_hex(6)}:"
-
-
-def _env(data: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
-    env.update(CHATGATE_DATA_DIR=str(data), PYTHONPATH=str(ROOT), COLUMNS="200")
-    env.update({f"CHATGATE_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
-def _chatgate(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "chatgate", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-class Serve:
-    """``chatgate serve`` in a process of its own."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--port", str(port), "--grpc-port", "0"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "chatgate serve ended before it was ready"
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("chatgate serve did not become ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
 
 
 @pytest.fixture
@@ -133,7 +32,8 @@ def two_servers(tmp_path: Path) -> Iterator[Callable[..., tuple[Serve, Serve, di
 
     def start(first: dict[str, str], second: dict[str, str]) -> tuple[Serve, Serve, dict[str, str]]:
         for env in (first, second):
-            started.append(Serve(env, tmp_path / f"serve-{len(started)}.log"))
+            log = tmp_path / f"serve-{len(started)}.log"
+            started.append(Serve(env, log, "--grpc-port", "0"))
         for server in started:
             server.wait_ready()
         return started[0], started[1], first
@@ -144,8 +44,8 @@ def two_servers(tmp_path: Path) -> Iterator[Callable[..., tuple[Serve, Serve, di
 
 
 def _revoked_on_one_refused_by_the_other(one: Serve, other: Serve, env: dict[str, str]) -> None:
-    _chatgate(env, "users", "create", "alice")
-    key = remember(_chatgate(env, "keys", "create", "--user", "alice").strip())
+    chatgate(env, "users", "create", "alice")
+    key = remember(chatgate(env, "keys", "create", "--user", "alice").strip())
     headers = {"Authorization": f"Bearer {key}"}
     for server in (one, other):  # both have the key in their caches now
         assert httpx.get(server.url + "/v1/models", headers=headers).status_code == 200
@@ -164,7 +64,7 @@ def _revoked_on_one_refused_by_the_other(one: Serve, other: Serve, env: dict[str
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    with _postgres_database() as url:
+    with postgres_database() as url:
         yield url
 
 
@@ -175,9 +75,9 @@ def test_a_key_revoked_on_one_server_is_refused_by_another_on_postgresql(
     two_servers: Callable[..., tuple[Serve, Serve, dict[str, str]]],
 ) -> None:
     common = {"database_url": postgres_url, "secret_key": remember(secrets.token_urlsafe(24))}
-    first = _env(tmp_path / "one", **common)
-    _chatgate(first, "db", "upgrade")
-    one, other, env = two_servers(first, _env(tmp_path / "two", **common))
+    first = serve_env(tmp_path / "one", **common)
+    chatgate(first, "db", "upgrade")
+    one, other, env = two_servers(first, serve_env(tmp_path / "two", **common))
     _revoked_on_one_refused_by_the_other(one, other, env)
 
 
@@ -185,8 +85,8 @@ def test_a_key_revoked_on_one_server_is_refused_by_another_on_postgresql(
 def test_a_key_revoked_on_one_server_is_refused_by_another_sharing_redis(
     tmp_path: Path, two_servers: Callable[..., tuple[Serve, Serve, dict[str, str]]]
 ) -> None:
-    common = {"redis_url": REDIS, "redis_prefix": _redis_prefix()}
-    env = _env(tmp_path / "data", **common)  # one database for both, as on one machine
+    common = {"redis_url": REDIS, "redis_prefix": redis_prefix()}
+    env = serve_env(tmp_path / "data", **common)  # one database for both, as on one machine
     one, other, _ = two_servers(env, env)
     _revoked_on_one_refused_by_the_other(one, other, env)
 
@@ -203,9 +103,9 @@ async def signalled_pair(
     with contextlib.ExitStack() as stack:
         overrides: dict[str, Any] = {}
         if request.param == "postgresql":
-            overrides["database_url"] = stack.enter_context(_postgres_database())
+            overrides["database_url"] = stack.enter_context(postgres_database())
         else:  # on SQLite, which cannot signal by itself
-            overrides.update(database_url=None, redis_url=REDIS, redis_prefix=_redis_prefix())
+            overrides.update(database_url=None, redis_url=REDIS, redis_prefix=redis_prefix())
         settings = make_settings(**overrides)
         server = await Services.open(settings, migrate=True, start_models=False)
         command = await Services.open(settings, migrate=False, start_models=False)
@@ -294,7 +194,7 @@ deployments = ["primary"]
 async def test_providers_reloaded_on_one_server_are_reloaded_by_the_other(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    with _postgres_database() as url:
+    with postgres_database() as url:
         files = [_providers_file(tmp_path / f"{n}.toml", "first-model") for n in ("one", "two")]
         one = await Services.open(
             make_settings(database_url=url, config_file=files[0]), migrate=True

@@ -8,30 +8,23 @@ Skipped, with the reason, when no PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import openai
 import orjson
 import pytest
 import redis
-from support import free_port, remember
+from serve_process import REDIS, Serve, chatgate, postgres_database, redis_prefix, serve_env
+from support import remember
 from websockets.sync.client import ClientConnection, connect
 
-ROOT = Path(__file__).parents[2]
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS = "redis://127.0.0.1:6379/0"
+NO_GRPC = ("--grpc-port", "0")
 API = "/api/v1"
 QUESTION = "what happens to a reply when the server that makes it goes away?"
 
@@ -39,22 +32,6 @@ pytestmark = pytest.mark.timeout(600)  # several processes start, on a busy mach
 
 
 # ---- the shared PostgreSQL database and Redis ------------------------------------------------
-
-
-def _on_postgres(statement: str) -> bool:
-    async def run() -> bool:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-        except (OSError, asyncpg.PostgresError):
-            return False
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-        return True
-
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # callable from an event loop too
-        return thread.submit(asyncio.run, run()).result()
 
 
 @dataclass
@@ -67,35 +44,21 @@ class Shared:
     secret_key: str = field(default_factory=lambda: remember(secrets.token_urlsafe(24)))
 
     def env(self, name: str, **settings: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATGATE_", "OPENAI_"))}
         data = self.tmp / name
         data.mkdir(exist_ok=True)
         values = {
-            "DATA_DIR": str(data),
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": REDIS,
-            "REDIS_PREFIX": self.redis_prefix,
-            "SECRET_KEY": self.secret_key,
-            "DEMO_CHUNK_DELAY": "0.05",
-            "CONVERSATION_TITLES": "false",
-            "REPLIES__LEASE_SECONDS": "1",
+            "database_url": self.database_url,
+            "redis_url": REDIS,
+            "redis_prefix": self.redis_prefix,
+            "secret_key": self.secret_key,
+            "demo_chunk_delay": "0.05",
+            "conversation_titles": "false",
+            "replies__lease_seconds": "1",
         }
-        values.update({key.upper(): value for key, value in settings.items()})
-        env.update({f"CHATGATE_{key}": value for key, value in values.items()})
-        env.update(PYTHONPATH=str(ROOT), COLUMNS="200")
-        return env
+        return serve_env(data, **(values | settings))
 
     def chatgate(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "chatgate", *args],
-            env=self.env("admin"),
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return chatgate(self.env("admin"), *args)
 
     def user_key(self, name: str, daily_requests: int = 10) -> str:
         """A new user with a key of their own, allowed ``daily_requests`` a day."""
@@ -104,77 +67,27 @@ class Shared:
         return remember(self.chatgate("keys", "create", "--user", name).strip())
 
 
-class Serve:
-    """``chatgate serve`` in a process of its own, on a port of its own."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatgate", "serve", "--port", str(port), "--grpc-port", "0"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "chatgate serve ended before it was ready"
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("chatgate serve did not become ready")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    try:
-        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
-    except redis.RedisError:
-        pytest.skip("no Redis server is accepting connections at 127.0.0.1:6379")
-    name = "chatgate_two_" + secrets.token_hex(6)
-    if not _on_postgres(f'CREATE DATABASE "{name}"'):
-        pytest.skip("no PostgreSQL server is accepting connections at 127.0.0.1:5432")
-    prefix = f"chatgate-test-{secrets.token_hex(6)}:"
-    try:
-        found = Shared(
-            tmp_path_factory.mktemp("two"),
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-            prefix,
-        )
-        found.chatgate("db", "upgrade")
-        yield found
-    finally:
-        _on_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        client = redis.Redis.from_url(REDIS)
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    prefix = redis_prefix()
+    with postgres_database() as database_url:
+        try:
+            found = Shared(tmp_path_factory.mktemp("two"), database_url, prefix)
+            found.chatgate("db", "upgrade")
+            yield found
+        finally:
+            client = redis.Redis.from_url(REDIS)
+            keys = list(client.scan_iter(match=prefix + "*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
 
 
 @pytest.fixture(scope="module")
 def pair(shared: Shared) -> Iterator[tuple[Serve, Serve]]:
-    servers = [Serve(shared.env(name), shared.tmp / f"{name}.log") for name in ("one", "two")]
+    servers = [
+        Serve(shared.env(name), shared.tmp / f"{name}.log", *NO_GRPC) for name in ("one", "two")
+    ]
     try:
         for server in servers:
             server.wait_ready()
@@ -426,7 +339,9 @@ def test_a_reply_whose_instance_is_killed_ends_with_an_error_on_the_other_and_is
     shared: Shared, pair: tuple[Serve, Serve]
 ) -> None:
     _, other = pair
-    victim = Serve(shared.env("victim", demo_chunk_delay="0.2"), shared.tmp / "victim.log")
+    victim = Serve(
+        shared.env("victim", demo_chunk_delay="0.2"), shared.tmp / "victim.log", *NO_GRPC
+    )
     try:
         victim.wait_ready()
         key = shared.user_key("heidi")
