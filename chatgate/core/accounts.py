@@ -493,12 +493,20 @@ class AccountService:
         return [user_info(u) for u in users]
 
     async def update_user(self, name: str, *, by: Actor | None = None, **values: Any) -> UserInfo:
-        """Change stored fields of a user and drop whatever was cached about them.
+        """Change stored fields of a user (``status``: active, disabled or pending, stands for
+        both flags) and drop whatever was cached about them.
 
         A new password, disabling or a demotion also voids every login token they hold.
         """
         if "role" in values and values["role"] not in ("user", "admin"):
             raise InvalidRequest("role is 'user' or 'admin'", param="role")
+        status = values.pop("status", None)
+        if status is not None:
+            if status not in ("active", "disabled", "pending"):
+                raise InvalidRequest("status is 'active', 'disabled' or 'pending'", param="status")
+            # A pending account is disabled too, so every check that refuses one refuses both.
+            values["disabled"] = status != "active"
+            values["pending"] = status == "pending"
         async with self._db.session() as session, session.begin():
             user = await session.scalar(select(User).where(User.name == name))
             if user is None:

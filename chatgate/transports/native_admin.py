@@ -121,9 +121,7 @@ async def update_user(name: str, body: UserPatch, admin: Admin, services: Servic
     if body.disabled is not None:
         values["disabled"] = body.disabled
     if body.status is not None:
-        # A pending account is disabled too, so every check that refuses one refuses both.
-        values["disabled"] = body.status != "active"
-        values["pending"] = body.status == "pending"
+        values["status"] = body.status
     if body.password is not None:
         values["password_hash"] = await services.accounts.passwords.hash(body.password)
     if not values:
