@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_KEY = 0x63686174  # PostgreSQL advisory lock taken while migrating: "chat"
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -72,10 +76,30 @@ class Database:
         """Bring the schema to the newest migration.
 
         A schema that is already current is recognised without Alembic, which costs the server
-        about 12 MB of memory and a good part of its start-up once imported."""
-        async with self.engine.begin() as conn:
+        about 12 MB of memory and a good part of its start-up once imported. Processes that
+        start together on one database (instances, workers, a CLI command beside a server) take
+        turns: the first migrates, the others then find the schema current."""
+        async with self._migration_turn(), self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # Held to the end of this transaction, which holds the (transactional) DDL too.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             if not await conn.run_sync(_plainly_current):
                 await conn.run_sync(_upgrade)
+
+    @contextlib.asynccontextmanager
+    async def _migration_turn(self) -> AsyncIterator[None]:
+        """On SQLite, whose DDL does not wait for another writer's, a lock file beside the
+        database file; elsewhere the database's own lock is taken in ``upgrade``."""
+        database = make_url(self.url).database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        fd = os.open(f"{database}.migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     async def is_current(self) -> bool:
         async with self.engine.connect() as conn:
