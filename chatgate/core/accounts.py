@@ -10,6 +10,10 @@ path does not touch the database. Anything that takes rights away or moves limit
 logout, disabling, demotion, a new password, new quotas) drops the cached entries here at once,
 bumps the user's token version where it ends logins, and is recorded as a change (``changes``)
 in the same transaction: every other process drops its entries within about a second.
+
+A password an administrator generates (or sets as one-time) marks the account
+``password_change_required``: a login with it is good for nothing but choosing a new password
+(see ``PasswordChangeRequired``), until the user has chosen their own.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.core.audit import Actor, AuditLog
 from chatgate.core.changes import Change, ChangeFeed
-from chatgate.core.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from chatgate.core.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from chatgate.core.jwts import Claims, JwtCodec, looks_like_jwt
 from chatgate.store.db import Database
 from chatgate.store.tables import ApiKey, RevokedToken, User
@@ -46,6 +56,24 @@ KEY_PREFIX = "sk-cg-"
 VISIBLE_PREFIX_LEN = len(KEY_PREFIX) + 6
 QUOTA_FIELDS = ("daily_requests", "daily_tokens", "rpm", "max_streams")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-@")
+
+
+class PasswordChangeRequired(PermissionDenied):
+    """A login whose password an administrator chose (generated, or set as one-time): it may
+    change the password and nothing else until then.
+
+    Only logins are held back, never API keys. The mark is about the password: someone else
+    (the administrator, and whatever channel carried it) has known it, so it must not become the
+    user's lasting credential. A key is another credential, made by the user after logging in
+    with a password of their own, and the programs that use it have nothing to do with the
+    reset: holding them back would break a team's scripts because someone forgot a password,
+    which is why IAM systems that force a new password at the next sign-in (AWS IAM's "require
+    password reset", for one) leave access keys alone. An account suspected of being in the
+    wrong hands needs its keys revoked as well, and that is a separate, explicit act. A new
+    account has no keys at all: it can make one only once its password is its own.
+    """
+
+    code = "password_change_required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +106,7 @@ class Principal:
     key_limits: Limits = field(default_factory=Limits)
     session_id: str | None = None
     key_expires_at: float | None = None
+    password_change_required: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -98,6 +127,7 @@ class UserInfo:
     created_at: float
     quota: dict[str, int | None]
     pending: bool = False
+    password_change_required: bool = False
 
     @property
     def status(self) -> str:
@@ -133,6 +163,11 @@ def hash_key(key: str) -> str:
 
 def new_api_key() -> str:
     return KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def generated_password() -> str:
+    """A password the server makes for someone: 16 random url-safe characters (96 bits)."""
+    return secrets.token_urlsafe(12)
 
 
 def validate_username(name: str) -> str:
@@ -196,26 +231,37 @@ class AccountService:
 
     # ---- authentication (hot path) -----------------------------------------------------------
 
-    async def authenticate(self, credential: str) -> Principal:
-        """Turn a Bearer credential (an API key or a login JWT) into a Principal."""
+    async def authenticate(self, credential: str, *, changing_password: bool = False) -> Principal:
+        """Turn a Bearer credential (an API key or a login JWT) into a Principal.
+
+        A login that must first choose a new password is refused (``PasswordChangeRequired``)
+        unless ``changing_password``: the caller is about to change the password (or end the
+        login), the only things such a login may do."""
         if credential.startswith(KEY_PREFIX):
             return await self.authenticate_key(credential)
         if self.codec is not None and looks_like_jwt(credential):
-            return await self.authenticate_jwt(credential)
+            return await self.authenticate_jwt(credential, changing_password=changing_password)
         raise AuthenticationFailed("Incorrect API key provided.")
 
-    async def authenticate_jwt(self, token: str) -> Principal:
+    async def authenticate_jwt(self, token: str, *, changing_password: bool = False) -> Principal:
         """Resolve a login token; cached (never past its expiry) after the first check."""
         assert self.codec is not None
         now = self._now()
         cached = self._cache.get(token)
         if cached is not None and cached[1] > now:
-            return cached[0]
-        claims = self.codec.decode(token)
-        generation = self._generation
-        principal = await self._load_session(claims)
-        if generation == self._generation:  # else a change came during the look-up
-            self._cache[token] = (principal, min(now + self._cache_seconds, claims.expires_at))
+            principal = cached[0]
+        else:
+            claims = self.codec.decode(token)
+            generation = self._generation
+            principal = await self._load_session(claims)
+            if generation == self._generation:  # else a change came during the look-up
+                until = min(now + self._cache_seconds, claims.expires_at)
+                self._cache[token] = (principal, until)
+        if principal.password_change_required and not changing_password:
+            raise PasswordChangeRequired(
+                "This login used a one-time password from an administrator: choose a new "
+                "password before anything else (log in again with 'new_password')."
+            )
         return principal
 
     async def _load_session(self, claims: Claims) -> Principal:
@@ -227,7 +273,10 @@ class AccountService:
             raise AuthenticationFailed("This login token is no longer valid; log in again.")
         if user.disabled:
             raise AuthenticationFailed("This account is disabled.")
-        return self.principal_for(user, session_id=claims.jti)
+        principal = self.principal_for(user, session_id=claims.jti)
+        if user.password_change_required:
+            principal = dataclasses.replace(principal, password_change_required=True)
+        return principal
 
     async def authenticate_key(self, key: str) -> Principal:
         """Resolve an API key, from the in-process cache when it is fresh.
@@ -445,21 +494,55 @@ class AccountService:
         *,
         role: str = "user",
         by: Actor | None = None,
+        one_time: bool = False,
     ) -> UserInfo:
+        """A new user; ``one_time``: the password is for their first login only, which may do
+        nothing but choose a new one."""
         validate_username(name)
         if role not in ("user", "admin"):
             raise InvalidRequest("role is 'user' or 'admin'", param="role")
+        if one_time and password is None:
+            raise InvalidRequest("a one-time password needs a password", param="one_time")
         password_hash = await self.passwords.hash(password) if password is not None else None
         async with self._db.session() as session, session.begin():
             exists = await session.scalar(select(User.id).where(User.name == name))
             if exists is not None:
                 raise Conflict(f"user {name!r} already exists")
-            user = User(name=name, password_hash=password_hash, role=role, created_at=self._now())
+            user = User(
+                name=name,
+                password_hash=password_hash,
+                role=role,
+                created_at=self._now(),
+                password_change_required=one_time,
+            )
             session.add(user)
             await session.flush()
-            details = {"role": role, "password": "set" if password is not None else "none"}
-            self._audit(session, by, "user.create", name, details)
+            shown = "none" if password is None else "one-time" if one_time else "set"
+            self._audit(session, by, "user.create", name, {"role": role, "password": shown})
             return user_info(user)
+
+    async def create_user_for(
+        self,
+        name: str,
+        password: str | None,
+        *,
+        role: str = "user",
+        one_time: bool | None = None,
+        by: Actor | None = None,
+    ) -> tuple[UserInfo, str | None]:
+        """A user an administrator adds: without a password one is generated, and returned
+        (the only time it is seen). ``one_time`` defaults to whether it was generated: a
+        generated password travels through other hands, one the administrator chose may be
+        meant to last (and is one-time only if they say so)."""
+        generated = generated_password() if password is None else None
+        info = await self.create_user(
+            name,
+            password if generated is None else generated,
+            role=role,
+            by=by,
+            one_time=generated is not None if one_time is None else one_time,
+        )
+        return info, generated
 
     async def get_user(self, name: str) -> User:
         async with self._db.session() as session:
@@ -496,7 +579,9 @@ class AccountService:
         """Change stored fields of a user (``status``: active, disabled or pending, stands for
         both flags) and drop whatever was cached about them.
 
-        A new password, disabling or a demotion also voids every login token they hold.
+        A new password, disabling or a demotion also voids every login token they hold. A new
+        password is the user's own (clears ``password_change_required``) unless the values say
+        otherwise.
         """
         if "role" in values and values["role"] not in ("user", "admin"):
             raise InvalidRequest("role is 'user' or 'admin'", param="role")
@@ -507,6 +592,8 @@ class AccountService:
             # A pending account is disabled too, so every check that refuses one refuses both.
             values["disabled"] = status != "active"
             values["pending"] = status == "pending"
+        if "password_hash" in values:
+            values.setdefault("password_change_required", False)
         async with self._db.session() as session, session.begin():
             user = await session.scalar(select(User).where(User.name == name))
             if user is None:
@@ -531,9 +618,36 @@ class AccountService:
         return user_info(user)
 
     async def set_password(self, name: str, password: str, *, by: Actor | None = None) -> UserInfo:
-        """Set a new password; every login token of the user stops working."""
+        """Set a new password, which is theirs to keep; every login token of the user stops
+        working. A one-time password cannot be chosen again as the new one."""
+        user = await self.get_user(name)
+        if user.password_change_required and await self.passwords.verify(
+            user.password_hash, password
+        ):
+            raise InvalidRequest(
+                "The new password must differ from the one-time password.", param="new_password"
+            )
         digest = await self.passwords.hash(password)
         return await self.update_user(name, by=by, password_hash=digest)
+
+    async def reset_password(
+        self,
+        name: str,
+        password: str | None,
+        *,
+        one_time: bool | None = None,
+        by: Actor | None = None,
+    ) -> tuple[UserInfo, str | None]:
+        """An administrator's new password for a user, generated when none is given and then
+        returned (the only time it is seen); ``one_time`` as for ``create_user_for``. Every
+        login of the user ends."""
+        generated = generated_password() if password is None else None
+        digest = await self.passwords.hash(password or generated or "")
+        one_time = generated is not None if one_time is None else one_time
+        info = await self.update_user(
+            name, by=by, password_hash=digest, password_change_required=one_time
+        )
+        return info, generated
 
     async def set_quota(
         self, name: str, *, by: Actor | None = None, **limits: int | None
@@ -640,6 +754,7 @@ def _shown(values: dict[str, Any]) -> dict[str, Any]:
     return {
         ("password" if k == "password_hash" else k): ("changed" if k == "password_hash" else v)
         for k, v in values.items()
+        if k != "password_change_required" or v
     }
 
 
@@ -652,6 +767,7 @@ def user_info(user: User) -> UserInfo:
         created_at=user.created_at,
         quota={name: getattr(user, name) for name in QUOTA_FIELDS},
         pending=bool(user.pending),
+        password_change_required=bool(user.password_change_required),
     )
 
 
@@ -678,9 +794,11 @@ __all__ = [
     "AccountService",
     "KeyInfo",
     "Limits",
+    "PasswordChangeRequired",
     "Principal",
     "UserInfo",
     "constant_time_equal",
+    "generated_password",
     "hash_key",
     "new_api_key",
     "user_info",

@@ -50,6 +50,9 @@ class User(QuotaColumns, Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # Made by open sign-up and waiting for an administrator; disabled as well until approved.
     pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its password was generated (or set as one-time) by an administrator: a login with it may
+    # only choose a new one, which clears this.
+    password_change_required: Mapped[bool] = mapped_column(Boolean, default=False)
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[float] = mapped_column(Float)
 

@@ -55,6 +55,11 @@ class UserOut(BaseModel):
     status: str = Field(description="'active', 'disabled' or 'pending' (waits for approval).")
     created_at: float
     quota: Quota
+    password_change_required: bool = Field(
+        default=False,
+        description="The password was set by an administrator as one-time (a generated one is, "
+        "by default) and the user has not chosen their own yet: a login may only do that.",
+    )
 
     @classmethod
     def of(cls, info: UserInfo) -> UserOut:
@@ -66,13 +71,25 @@ class UserOut(BaseModel):
             status=info.status,
             created_at=info.created_at,
             quota=Quota(**info.quota),
+            password_change_required=info.password_change_required,
         )
 
 
 class LoginIn(Incoming):
     username: str = Field(max_length=256)
     password: str = Field(max_length=1024)
-    cookie: bool = Field(default=False, description="Also set the HttpOnly login cookie.")
+    cookie: bool = Field(
+        default=False,
+        description="Also set the HttpOnly login cookie (not for a login that must first "
+        "change its password).",
+    )
+    new_password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=1024,
+        description="Change the password while logging in: how a login with a one-time "
+        "password chooses its own, after an answer with `password_change_required`.",
+    )
 
 
 class LoginOut(BaseModel):
@@ -80,6 +97,12 @@ class LoginOut(BaseModel):
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_at: int = Field(description="Unix time when the token stops working.")
     user: UserOut
+    password_change_required: bool = Field(
+        default=False,
+        description="The password was one-time: this token is refused everywhere with 403 "
+        "`password_change_required` (API keys are not), and no cookie was set. Log in again "
+        "with `new_password` to choose the user's own.",
+    )
 
 
 class LogoutIn(Incoming):
@@ -138,17 +161,26 @@ class NewKeyOut(KeyOut):
     key: str = Field(description="The key itself, shown this once and never stored.")
 
 
+ONE_TIME = (
+    "The user's first login may only choose a new password. By default: yes for a generated "
+    "password, no for one given."
+)
+
+
 class UserIn(Incoming):
     name: str = Field(max_length=64)
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: str | None = Field(
+        default=None, min_length=8, max_length=1024, description="Generated when not given."
+    )
     role: str = Field(default="user", pattern="^(user|admin)$")
+    one_time: bool | None = Field(default=None, description=ONE_TIME)
 
 
 class NewUserOut(UserOut):
     password: str | None = Field(
         default=None,
-        description="The generated password when none was given: shown this once, never "
-        "stored in the clear.",
+        description="The generated password, when the server made one: shown this once, "
+        "never stored in the clear.",
     )
 
 
@@ -161,6 +193,12 @@ class UserPatch(Incoming):
         description="'active' approves a pending account or enables a disabled one.",
     )
     password: str | None = Field(default=None, min_length=8, max_length=1024)
+    generate_password: bool = Field(
+        default=False, description="Set a generated password, shown once in the answer."
+    )
+    one_time: bool | None = Field(
+        default=None, description=ONE_TIME.replace("first", "next") + " Only with a new password."
+    )
 
 
 class UsageRowOut(BaseModel):

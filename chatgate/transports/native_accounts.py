@@ -73,7 +73,10 @@ def set_login_cookie(request: Request, response: Response, session: Session) -> 
 
 def login_out(session: Session) -> LoginOut:
     return LoginOut(
-        token=session.token, expires_at=session.claims.expires_at, user=UserOut.of(session.user)
+        token=session.token,
+        expires_at=session.claims.expires_at,
+        user=UserOut.of(session.user),
+        password_change_required=session.user.password_change_required,
     )
 
 
@@ -84,9 +87,21 @@ def login_out(session: Session) -> LoginOut:
 async def login(
     body: LoginIn, request: Request, response: Response, services: ServicesDep
 ) -> LoginOut:
-    """Exchange a user name and password for a login token (a JWT), optionally as a cookie."""
-    session = await services.logins.login(body.username, body.password, client_address(request))
-    if body.cookie:
+    """Exchange a user name and password for a login token (a JWT), optionally as a cookie.
+
+    With a one-time password the answer says ``password_change_required``, and its token is
+    refused everywhere (403 ``password_change_required``) but to change the password; no
+    cookie is set for it, so a page never holds such a login. Sending ``new_password`` as well
+    changes the password at once and answers with an ordinary login (as ``POST
+    /api/v1/auth/password`` would: the same checks, every other login of the user ends)."""
+    address = client_address(request)
+    session = await services.logins.login(body.username, body.password, address)
+    if body.new_password is not None:
+        user = await services.accounts.get_user(session.user.name)
+        session = await services.logins.change_password(
+            services.accounts.principal_for(user), body.password, body.new_password, address
+        )
+    if body.cookie and not session.user.password_change_required:
         set_login_cookie(request, response, session)
     return login_out(session)
 
@@ -127,7 +142,8 @@ def _quota(limits: Limits) -> Quota:
 async def change_password(
     body: PasswordIn, request: Request, response: Response, caller: Caller, services: ServicesDep
 ) -> LoginOut:
-    """Change one's password; every login token ends, and a fresh one is returned."""
+    """Change one's password; every login token ends, and a fresh one is returned. The new
+    password is the user's own: a one-time password's mark is cleared."""
     session = await services.logins.change_password(
         caller, body.current_password, body.new_password, client_address(request)
     )

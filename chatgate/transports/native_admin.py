@@ -5,7 +5,6 @@ Every route needs an administrator; a normal user gets 403. Thin, like every tra
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -46,11 +45,6 @@ from chatgate.transports.native_accounts import (
 )
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=StrictRoute)
-
-
-def generated_password() -> str:
-    """A one-time password for a new user: 16 random url-safe characters (96 bits)."""
-    return secrets.token_urlsafe(12)
 
 
 class TodayOut(BaseModel):
@@ -95,10 +89,12 @@ async def list_users(
 
 @router.post("/users", status_code=201)
 async def create_user(body: UserIn, admin: Admin, services: ServicesDep) -> NewUserOut:
-    """Add a user. Without a password one is generated and shown in this answer once."""
-    password = body.password or generated_password()
-    info = await services.accounts.create_user(body.name, password, role=body.role, by=admin.actor)
-    return NewUserOut(**UserOut.of(info).model_dump(), password=None if body.password else password)
+    """Add a user. Without a password one is generated and shown in this answer once; it is
+    one-time unless ``one_time`` is false: the user's first login may only choose a new one."""
+    info, generated = await services.accounts.create_user_for(
+        body.name, body.password, role=body.role, one_time=body.one_time, by=admin.actor
+    )
+    return NewUserOut(**UserOut.of(info).model_dump(), password=generated)
 
 
 @router.get("/users/{name}")
@@ -107,9 +103,12 @@ async def get_user(name: str, admin: Admin, services: ServicesDep) -> UserOut:
 
 
 @router.patch("/users/{name}")
-async def update_user(name: str, body: UserPatch, admin: Admin, services: ServicesDep) -> UserOut:
+async def update_user(
+    name: str, body: UserPatch, admin: Admin, services: ServicesDep
+) -> NewUserOut:
     """Set a role, a status (``active`` approves a pending account), disable or enable, reset
-    a password. Disabling, demoting or a new password
+    a password (``password``, or ``generate_password``: shown in this answer once, one-time
+    unless ``one_time`` is false). Disabling, demoting or a new password
     ends every login of that user at once."""
     if name == admin.username and (
         body.disabled or body.role == "user" or body.status in ("disabled", "pending")
@@ -122,11 +121,20 @@ async def update_user(name: str, body: UserPatch, admin: Admin, services: Servic
         values["disabled"] = body.disabled
     if body.status is not None:
         values["status"] = body.status
-    if body.password is not None:
-        values["password_hash"] = await services.accounts.passwords.hash(body.password)
-    if not values:
-        return UserOut.of(await services.accounts.user_info_of(name))
-    return UserOut.of(await services.accounts.update_user(name, by=admin.actor, **values))
+    if body.password is not None and body.generate_password:
+        raise InvalidRequest("Send a password or generate_password, not both.", param="password")
+    if body.one_time is not None and body.password is None and not body.generate_password:
+        raise InvalidRequest("one_time goes with a new password.", param="one_time")
+    info, generated = None, None
+    if body.password is not None or body.generate_password:
+        info, generated = await services.accounts.reset_password(
+            name, body.password, one_time=body.one_time, by=admin.actor
+        )
+    if values:
+        info = await services.accounts.update_user(name, by=admin.actor, **values)
+    if info is None:
+        info = await services.accounts.user_info_of(name)
+    return NewUserOut(**UserOut.of(info).model_dump(), password=generated)
 
 
 @router.put("/users/{name}/quota")

@@ -1,7 +1,9 @@
 /**
- * Users: search, role, status and today's use against each effective limit; create one (with
- * a one-time password shown once, or an invite link), approve, disable and enable, reset a
- * password, change a role, set quotas, and import many from a CSV with a report per row.
+ * Users: search, role, status (and whether a one-time password is still to be replaced) and
+ * today's use against each effective limit; create one (with a generated password shown once,
+ * one-time unless unticked, or an invite link), approve, disable and enable, reset a password
+ * (chosen, or generated and one-time), change a role, set quotas, and import many from a CSV
+ * with a report per row.
  */
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -104,8 +106,9 @@ function CreateUser({ onDone }) {
         setMade({ invite: new URL(invite.url, location.origin).href });
       } else {
         const name = String(data.get('name') || '').trim();
-        const user = await createUser({ name, role });
-        setMade({ name, password: user.password });
+        const oneTime = data.get('one_time') === 'on';
+        const user = await createUser({ name, role, one_time: oneTime });
+        setMade({ name, password: user.password, oneTime });
       }
       form.reset();
       onDone();
@@ -136,10 +139,13 @@ function CreateUser({ onDone }) {
         <option value="admin">${t('console.role.admin')}</option>
       </select>
       <button type="submit" class="btn btn-primary" disabled=${busy}>${t('console.users.createButton')}</button>
+      ${how === 'password' &&
+      html`<label><input type="checkbox" name="one_time" checked /> ${t('console.users.oneTime')}</label>`}
     </form>
     ${made?.password &&
     html`<${ShownOnce} label=${t('console.users.passwordFor', { name: made.name })}
-      hint=${t('console.users.passwordOnce')} value=${made.password} attr="data-new-password" />`}
+      hint=${t(made.oneTime ? 'console.users.passwordOnce' : 'console.users.passwordLasting')} value=${made.password}
+      attr="data-new-password" />`}
     ${made && !made.password && made.name &&
     html`<div class="alert" role="status">${t('console.users.createdNoPassword', { name: made.name })}</div>`}
     ${made?.invite &&
@@ -155,7 +161,10 @@ function UserRow({ user, onEdit, onApprove }) {
   return html`<tr data-user=${user.name}>
     <th scope="row">${user.name}</th>
     <td>${t(`console.role.${user.role}`)}</td>
-    <td><span class=${`badge status-${status}`}>${t(`console.status.${status}`)}</span></td>
+    <td><span class=${`badge status-${status}`}>${t(`console.status.${status}`)}</span>
+      ${user.password_change_required &&
+      html` <span class="badge status-pending" data-must-change title=${t('console.users.mustChangeHint', { name: user.name })}>
+        ${t('console.users.mustChange')}</span>`}</td>
     <td><${UsedOf} used=${today.requests} limit=${lim.daily_requests} label=${t('console.quota.dailyRequests')} /></td>
     <td><${UsedOf} used=${today.tokens} limit=${lim.daily_tokens} label=${t('console.quota.dailyTokens')} /></td>
     <td class="num">${limitText(lim.rpm)}</td>
@@ -172,7 +181,7 @@ function UserRow({ user, onEdit, onApprove }) {
 
 function ManageUser({ user, onClose, onChanged }) {
   const [error, setError] = useState(/** @type {string|null} */ (null));
-  const [password, setPassword] = useState(/** @type {string|null} */ (null));
+  const [password, setPassword] = useState(/** @type {{value: string, oneTime: boolean}|null} */ (null));
   const [tab, setTab] = useState('account');
   if (!user) return null;
   const status = statusOf(user);
@@ -187,14 +196,20 @@ function ManageUser({ user, onClose, onChanged }) {
       setError(e.message);
     }
   };
+  /** A new password: the one typed (one-time if ticked), or a generated one-time one. */
   const reset = async (event) => {
     event.preventDefault();
-    const value = String(new FormData(event.currentTarget).get('password') || '');
+    const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+    const data = new FormData(form);
+    const generate = /** @type {SubmitEvent} */ (event).submitter?.getAttribute('name') === 'generate';
+    const oneTime = generate || data.get('one_time') === 'on';
     setError(null);
     try {
-      await patchUser(user.name, { password: value });
-      setPassword(value);
-      event.currentTarget?.reset?.();
+      const patch = generate ? { generate_password: true } : { password: String(data.get('password') || ''), one_time: oneTime };
+      const answer = await patchUser(user.name, patch);
+      setPassword({ value: generate ? answer.password : patch.password, oneTime });
+      form.reset();
+      await onChanged();
     } catch (e) {
       setError(e.message);
     }
@@ -237,10 +252,13 @@ function ManageUser({ user, onClose, onChanged }) {
             <label for="reset-password">${t('console.users.newPassword')}</label>
             <input id="reset-password" name="password" type="password" class="input grow" minlength="8"
               autocomplete="new-password" required />
-            <button type="submit" class="btn">${t('console.users.resetPassword')}</button>
+            <button type="submit" class="btn" name="set">${t('console.users.resetPassword')}</button>
+            <label><input type="checkbox" name="one_time" /> ${t('console.users.oneTime')}</label>
+            <button type="submit" class="btn" name="generate" formnovalidate>${t('console.users.generatePassword')}</button>
           </form>
           ${password && html`<${ShownOnce} label=${t('console.users.passwordFor', { name: user.name })}
-            hint=${t('console.users.passwordSet')} value=${password} />`}
+            hint=${`${t('console.users.passwordSet')} ${password.oneTime ? t('console.users.passwordOnce') : ''}`}
+            value=${password.value} attr="data-reset-password" />`}
         </div>`}
   </div>`;
 }

@@ -37,6 +37,11 @@ export const en = {
   'login.failed': 'Could not log in: {message}',
   'login.pending': 'This account is waiting for approval.',
   'login.pendingHint': 'An administrator approves new accounts; try again later.',
+  'login.firstPassword': 'Choose a new password',
+  'login.firstPasswordWhy':
+    'Welcome, {name}. The password you logged in with was a one-time password from an administrator: choose your own to continue.',
+  'login.firstPasswordSubmit': 'Save and continue',
+  'login.firstPasswordSame': 'Choose a password other than the one-time password.',
 
   'quota.title': 'Today’s quota is used up',
   'quota.requests': 'You have used all {limit} requests allowed today.',
@@ -212,6 +217,10 @@ export const zh = {
   'login.failed': '无法登录：{message}',
   'login.pending': '此账号正在等待审核。',
   'login.pendingHint': '新账号需管理员批准，请稍后再试。',
+  'login.firstPassword': '设置新密码',
+  'login.firstPasswordWhy': '欢迎，{name}。你刚才使用的是管理员提供的一次性密码：请设置你自己的密码后继续。',
+  'login.firstPasswordSubmit': '保存并继续',
+  'login.firstPasswordSame': '新密码不能与一次性密码相同。',
 
   'quota.title': '今日额度已用完',
   'quota.requests': '今天允许的 {limit} 次请求已全部用完。',

@@ -1,16 +1,28 @@
 /**
  * The login page. A failed login says why in plain words: a wrong name or password, a
  * disabled account, or too many attempts (with how long to wait). When sign-up is on, a
- * sign-up form follows.
+ * sign-up form follows. A login with a one-time password (one an administrator gave) shows
+ * "choose a new password" before anything else: the server sets no cookie for such a login, so
+ * the page logs in again with the new password, which makes it the user's own.
  */
 import { html } from 'htm/preact';
 import { useState, useRef, useEffect } from 'preact/hooks';
 import { me, navigate } from '../state.js';
-import { login, whoAmI } from '../api/account.js';
+import { whoAmI } from '../api/account.js';
 import { t, locale, setLocale } from '../i18n/index.js';
 import { ThemeSwitch } from '../theme/theme.js';
 import { refreshUsage } from '../account/limits.js';
 import { request } from '../api/core.js';
+import { FirstPasswordForm } from '../account/password.js';
+
+/**
+ * Log in with the HttpOnly cookie, changing the password at once when `newPassword` is given.
+ * @param {string} username @param {string} password @param {string} [newPassword]
+ */
+function logIn(username, password, newPassword) {
+  const body = { username, password, cookie: true };
+  return request('POST', '/api/v1/auth/login', newPassword ? { ...body, new_password: newPassword } : body);
+}
 
 /** The message for a failed login, by the server's error code. */
 function failure(error) {
@@ -46,6 +58,8 @@ export function LanguageSwitch({ id = 'lang-switch' }) {
 export function Login() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(/** @type {{title: string, detail: string|null}|null} */ (null));
+  // The name and one-time password of a login that must choose a new password first.
+  const [oneTime, setOneTime] = useState(/** @type {{name: string, password: string}|null} */ (null));
   const user = useRef(/** @type {HTMLInputElement|null} */ (null));
   const alertRef = useRef(/** @type {HTMLDivElement|null} */ (null));
 
@@ -70,9 +84,14 @@ export function Login() {
     if (error) alertRef.current?.focus();
   }, [error]);
 
-  /** Log in and open the chat. @param {string} name @param {string} password */
-  const enter = async (name, password) => {
-    await login(name, password);
+  /** Log in and open the chat. @param {string} name @param {string} password @param {string} [newPassword] */
+  const enter = async (name, password, newPassword) => {
+    const answer = await logIn(name, password, newPassword);
+    if (answer && answer.password_change_required) {
+      setOneTime({ name, password });
+      setBusy(false);
+      return;
+    }
     const who = await whoAmI();
     me.value = who && who.user ? who.user : who;
     refreshUsage();
@@ -91,6 +110,18 @@ export function Login() {
       setBusy(false);
     }
   };
+
+  if (oneTime) {
+    return html`<div class="page-center">
+      <div class="login-card">
+        <${FirstPasswordForm}
+          username=${oneTime.name}
+          onChoose=${(/** @type {string} */ next) => enter(oneTime.name, oneTime.password, next)}
+          onCancel=${() => setOneTime(null)}
+        />
+      </div>
+    </div>`;
+  }
 
   return html`<div class="page-center">
     <div class="login-card">
