@@ -43,7 +43,7 @@ from chatgate.core.errors import (
     Conflict,
     InvalidRequest,
     NotFound,
-    PermissionDenied,
+    PasswordChangeRequired,
 )
 from chatgate.core.jwts import Claims, JwtCodec, looks_like_jwt
 from chatgate.store.db import Database
@@ -56,24 +56,6 @@ KEY_PREFIX = "sk-cg-"
 VISIBLE_PREFIX_LEN = len(KEY_PREFIX) + 6
 QUOTA_FIELDS = ("daily_requests", "daily_tokens", "rpm", "max_streams")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-@")
-
-
-class PasswordChangeRequired(PermissionDenied):
-    """A login whose password an administrator chose (generated, or set as one-time): it may
-    change the password and nothing else until then.
-
-    Only logins are held back, never API keys. The mark is about the password: someone else
-    (the administrator, and whatever channel carried it) has known it, so it must not become the
-    user's lasting credential. A key is another credential, made by the user after logging in
-    with a password of their own, and the programs that use it have nothing to do with the
-    reset: holding them back would break a team's scripts because someone forgot a password,
-    which is why IAM systems that force a new password at the next sign-in (AWS IAM's "require
-    password reset", for one) leave access keys alone. An account suspected of being in the
-    wrong hands needs its keys revoked as well, and that is a separate, explicit act. A new
-    account has no keys at all: it can make one only once its password is its own.
-    """
-
-    code = "password_change_required"
 
 
 @dataclass(frozen=True, slots=True)

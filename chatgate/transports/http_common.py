@@ -42,6 +42,8 @@ SESSION_COOKIE = "chatgate_session"
 PRINCIPAL = "chatgate.principal"
 _SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _SAME_ORIGIN = frozenset((b"same-origin", b"none"))
+# What a login that must first choose a new password may still do.
+PASSWORD_CHANGE_PATHS = frozenset(("/api/v1/auth/password", "/api/v1/auth/logout"))
 
 # The last resort's answer, when a bug (not the client) made a request fail.
 INTERNAL = ChatgateError("The server had an error while processing your request.")
@@ -105,7 +107,8 @@ async def authenticate(conn: HTTPConnection) -> Principal:
         token = conn.cookies.get(SESSION_COOKIE) or None
         if token is not None:
             check_cookie_write(conn.scope)
-    return await authenticate_credential(services_of(conn), token)
+    changing = conn.scope.get("path") in PASSWORD_CHANGE_PATHS
+    return await authenticate_credential(services_of(conn), token, changing_password=changing)
 
 
 async def authenticate_scope(scope: Scope) -> Response | None:
@@ -184,13 +187,17 @@ def is_json(content_type: bytes) -> bool:
     )
 
 
-async def authenticate_credential(services: Services, token: str | None) -> Principal:
+async def authenticate_credential(
+    services: Services, token: str | None, *, changing_password: bool = False
+) -> Principal:
+    """``changing_password``: the request may come from a login that must first choose a new
+    password, which may do that (or log out) and nothing else."""
     if token is None:
         raise AuthenticationFailed(
             "You didn't provide an API key. Provide it in the Authorization header "
             "(Authorization: Bearer YOUR_KEY)."
         )
-    return await services.accounts.authenticate(token)
+    return await services.accounts.authenticate(token, changing_password=changing_password)
 
 
 async def require_admin(conn: HTTPConnection) -> Principal:

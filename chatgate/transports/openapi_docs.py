@@ -424,8 +424,9 @@ def extra_schemas() -> dict[str, Any]:
 
 _ANY_ERROR = (
     "Any other refusal, in this shape: 401 without a valid credential, 403 for what needs an "
-    "administrator, 404 for what does not exist or is not the caller's, 409, 413 for a body "
-    "too large, 429 past a limit."
+    "administrator, or for a login that must first choose a new password "
+    "(`password_change_required`), 404 for what does not exist or is not the caller's, 409, "
+    "413 for a body too large, 429 past a limit."
 )
 
 

@@ -203,3 +203,32 @@ def test_a_reset_that_makes_no_sense_is_refused(gateway: Gateway, admin: httpx.C
     assert log_in(gateway, "lee", CHOSEN).json()["password_change_required"] is False
     short = log_in(gateway, "lee", CHOSEN, new_password="short")
     assert short.status_code == 422
+
+
+def test_the_one_time_login_itself_may_change_the_password_or_log_out(
+    gateway: Gateway, admin: httpx.Client
+) -> None:
+    one_time = remember(admin.post("/admin/users", json={"name": "hal"}).json()["password"])
+    session = client(gateway, remember(log_in(gateway, "hal", one_time).json()["token"]))
+    assert refused_for_password_change(session.get("/auth/me"))
+
+    changed = session.post(
+        "/auth/password", json={"current_password": one_time, "new_password": CHOSEN}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["password_change_required"] is False
+    assert client(gateway, remember(changed.json()["token"])).get("/keys").status_code == 200
+    assert log_in(gateway, "hal", one_time).status_code == 401
+
+    # A second one-time login that only wants to leave may log out.
+    again = remember(
+        admin.patch("/admin/users/hal", json={"generate_password": True}).json()["password"]
+    )
+    leaving = client(gateway, remember(log_in(gateway, "hal", again).json()["token"]))
+    assert leaving.post("/auth/logout").status_code in (200, 204)
+    assert (
+        leaving.post(
+            "/auth/password", json={"current_password": again, "new_password": CHOSEN}
+        ).status_code
+        == 401
+    )

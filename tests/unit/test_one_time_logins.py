@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from support import remember
 
-from chatgate.core.accounts import PasswordChangeRequired
-from chatgate.core.errors import AuthenticationFailed
+from chatgate.core.errors import AuthenticationFailed, PasswordChangeRequired
 from chatgate.services import Services
 from chatgate.settings import Settings
 
