@@ -92,7 +92,8 @@ class Services:
         accounts = AccountService(
             db, writer, limits, settings.key_cache_seconds, clock.now, codec=codec, changes=changes
         )
-        if start_models if watch_changes is None else watch_changes:
+        serving = start_models if watch_changes is None else watch_changes
+        if serving:
             changes.watch(accounts.heard)
         limiter = FailedLoginLimiter(
             settings.login_max_failures, settings.login_window_seconds, clock.now
@@ -116,6 +117,15 @@ class Services:
         chat = ChatService(
             models, quotas, usage, metrics, settings, conversations=conversations, drain=drain
         )
+        replies = Replies(
+            chat,
+            reply_store(settings),
+            settings.replies,
+            keep_partial=PartialReplies(conversations).keep,
+            written=writer.flush if settings.redis_url else None,
+        )
+        if serving and settings.redis_url:  # others' replies may outlive their instance
+            replies.start_sweeping()
         return cls(
             settings=settings,
             clock=clock,
@@ -127,13 +137,7 @@ class Services:
             metrics=metrics,
             models=models,
             chat=chat,
-            replies=Replies(
-                chat,
-                reply_store(settings),
-                settings.replies,
-                keep_partial=PartialReplies(conversations).keep,
-                written=writer.flush if settings.redis_url else None,
-            ),
+            replies=replies,
             conversations=conversations,
             logins=logins,
             usage_queries=usage_queries,

@@ -82,7 +82,9 @@ class ReplySettings(BaseModel):
     keep_seconds: float = Field(default=120.0, gt=0)
     lease_seconds: float = Field(default=10.0, gt=0)
     """With Redis: how long a reply's producer holds it between renewals; once it lapses (that
-    process is gone) a follower on any instance ends the reply with a ``producer_lost`` error."""
+    process is gone) a follower on any instance ends the reply with a ``producer_lost`` error,
+    or, when nobody follows it, the instance whose sweep (once a lease period) claims it first;
+    either stores what it said."""
 
 
 class ModelConfig(BaseModel):

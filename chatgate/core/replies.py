@@ -6,6 +6,12 @@ it, leave and come back, reading the events after the last one they saw. A reply
 watches goes on for a grace period (a page that reloads comes back within it) and is then
 cancelled; cancelling keeps the partial reply, as the stop button needs. Only the reply's
 owner may attach to it or cancel it; its id is random and never a conversation's.
+
+With a store shared by several instances, the process making a reply holds a lease on it. When
+that process dies, the reply is ended by whichever instance notices first: a follower of it
+(``follow``), or, when nobody follows it, the sweep every serving instance makes once a lease
+period (``sweep``). Either way its text is stored once and its stream ends with a
+``producer_lost`` error, so a client that comes back later sees how it ended.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ log = logging.getLogger("chatgate.replies")
 REPLY_PREFIX = "rpl_"
 KEEP_ALIVE = 15.0
 """Seconds a follower waits for an event before it says it is still there."""
+SWEEP_BATCH = 100
+"""Lapsed replies claimed at most per look; a full batch is followed by another look at once."""
 CANCELLED = "cancelled"
 """The finish reason of a reply that was stopped (by its owner, or with nobody watching)."""
 
@@ -131,6 +139,7 @@ class Replies:
         """Replies that have their place, by id."""
         self._tasks: set[asyncio.Task[None]] = set()
         """Every job's task, those still finding their place included."""
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ---- starting -----------------------------------------------------------------------------
 
@@ -254,7 +263,7 @@ class Replies:
 
     async def _hold(self, job: _Job) -> None:
         """Renew the producer's hold while the reply runs (a lapsed hold means this process is
-        gone, and a follower anywhere then ends the reply: ``_take_over``), and stop the reply
+        gone, and another instance then ends the reply: ``_take_over``), and stop the reply
         when its owner asked another instance to."""
         while True:
             await asyncio.sleep(self.lease / 3)
@@ -265,22 +274,68 @@ class Replies:
             except Exception as exc:  # the next renewal may get through
                 log.warning("could not renew the hold on reply %s (%s)", job.reply_id, exc)
 
-    async def _take_over(self, info: ReplyInfo) -> None:
+    async def _renew(self, reply_id: str) -> None:
+        """Keep a claim while its reply is being ended here, however long storing its text
+        takes: no other instance ends it meanwhile (if this one dies, its claim lapses)."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(Exception):  # the next renewal may get through
+                await self.store.hold(reply_id, self.lease)
+
+    async def _take_over(self, reply_id: str) -> None:
         """The reply's producer is gone: keep the text it made as the stored reply, then end the
-        reply with a ``producer_lost`` error event (called by the one follower whose claim won)."""
-        page = await self.store.read(info.reply_id, 0, 0)
-        if page is None or page.info.ended:
-            return
-        text = "".join(e.data.get("text", "") for e in page.events if e.kind == "delta")
-        log.warning("reply %s lost its producer: kept as it stood", info.reply_id)
-        if self.keep_partial is not None:
+        reply with a ``producer_lost`` error event (called by the one instance whose claim won,
+        while it holds it)."""
+        renewing = asyncio.create_task(self._renew(reply_id))
+        try:
+            page = await self.store.read(reply_id, 0, 0)
+            if page is None or page.info.ended:
+                return
+            text = "".join(e.data.get("text", "") for e in page.events if e.kind == "delta")
+            log.warning("reply %s lost its producer: kept as it stood", reply_id)
+            if self.keep_partial is not None:
+                try:
+                    await self.keep_partial(page.info, text)
+                except Exception:
+                    log.exception("could not store the partial text of reply %s", reply_id)
+            lost = ProducerLost("The server making this reply stopped; what it said is kept.")
+            with contextlib.suppress(KeyError, ValueError):  # gone meanwhile, or ended after all
+                await self.store.end(reply_id, "error", error_data(lost), "error", self.keep)
+        finally:
+            renewing.cancel()
+
+    # ---- the sweep -----------------------------------------------------------------------------
+
+    def start_sweeping(self) -> None:
+        """Look once a lease period for replies whose producer is gone and that nobody follows,
+        and end them (a serving instance whose store is shared by others does this)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease)
             try:
-                await self.keep_partial(page.info, text)
-            except Exception:
-                log.exception("could not store the partial text of reply %s", info.reply_id)
-        lost = ProducerLost("The server making this reply stopped; what it said is kept.")
-        with contextlib.suppress(KeyError, ValueError):  # gone meanwhile, or ended after all
-            await self.store.end(info.reply_id, "error", error_data(lost), "error", self.keep)
+                while await self.sweep() >= SWEEP_BATCH:
+                    pass
+            except Exception as exc:  # Redis away: the next period looks again
+                log.warning("could not look for replies whose producer is gone (%s)", exc)
+
+    async def sweep(self) -> int:
+        """End the replies whose producer's lease has lapsed, but those another instance claims
+        first; how many this instance ended. A reply made here is left alone: its producer
+        lives, and renews its lease when it next can."""
+        ended = 0
+        for reply_id in await self.store.lapsed(SWEEP_BATCH):
+            if reply_id in self._jobs:
+                continue
+            try:
+                if await self.store.claim(reply_id, self.lease):
+                    await self._take_over(reply_id)
+                    ended += 1
+            except Exception as exc:  # its claim lapses: this or another instance tries again
+                log.warning("could not end reply %s, whose producer is gone (%s)", reply_id, exc)
+        return ended
 
     # ---- watching ------------------------------------------------------------------------------
 
@@ -362,7 +417,7 @@ class Replies:
                     return
                 if not page.events:
                     if remote and await self.store.claim(info.reply_id, self.lease):
-                        await self._take_over(page.info)
+                        await self._take_over(info.reply_id)
                         continue
                     yield None
         finally:
@@ -392,7 +447,12 @@ class Replies:
         return await self.store.of_user(principal.user_id, conversation_id)
 
     async def close(self) -> None:
-        """Stop every running reply, keeping what each has said, then the store."""
+        """Stop the sweep and every running reply, keeping what each has said, then the store."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         placed = {job.task for job in self._jobs.values()}
         for job in list(self._jobs.values()):
             job.stop()

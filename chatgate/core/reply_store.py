@@ -95,7 +95,12 @@ class ReplyStore(Protocol):
 
     async def claim(self, reply_id: str, ttl: float) -> bool:
         """Take over a running reply whose producer's hold has lapsed, to end it: true for one
-        caller only (who then holds it for ``ttl`` seconds)."""
+        caller only (who then holds it for ``ttl`` seconds, and may renew that with ``hold``)."""
+        ...
+
+    async def lapsed(self, limit: int) -> list[str]:
+        """Running replies whose holder's hold has lapsed (at most ``limit``), for an instance
+        to claim and end when nobody follows them: one cheap look however many replies run."""
         ...
 
     async def watch(self, reply_id: str, ttl: float) -> None:
@@ -225,6 +230,16 @@ class MemoryReplyStore:
             return False
         kept.held_until = self._now() + ttl
         return True
+
+    async def lapsed(self, limit: int) -> list[str]:
+        self._purge()
+        now = self._now()
+        found = [
+            reply_id
+            for reply_id, kept in self._kept.items()
+            if not kept.info.ended and 0 < kept.held_until <= now
+        ]
+        return found[:limit]
 
     async def watch(self, reply_id: str, ttl: float) -> None:
         kept = self._alive(reply_id)

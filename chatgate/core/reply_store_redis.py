@@ -5,7 +5,9 @@ event number, whether and how it ended), ``reply:{id}:events`` (a Redis Stream w
 are ``N-0`` for event N, so that "the events after N" is Redis's own ``XREAD … N-0``, and a
 reader waits for the next one with ``XREAD BLOCK``) and ``reply:{id}:held`` (the producing
 process's lease, which it renews while it runs). ``replies:user:{user_id}`` is a sorted set of a
-user's reply ids by start time, for listing.
+user's reply ids by start time, for listing. ``replies:running`` is a sorted set of the running
+replies by the time their lease lapses (on Redis's clock), kept with the lease by the same
+scripts: an instance finds the replies whose producer is gone by one range read of it.
 
 Every command goes through one pipelined connection (``RedisLane``: a call costs a fifth of
 redis-py's), except a follower's blocking wait, which holds a connection of its own from
@@ -14,7 +16,9 @@ next event in that process instead, and Redis is only read.
 
 Adding an event and ending are Lua scripts, so an event is numbered, added and counted in one
 step, and a reply never ends without its last event nor takes one after its end (a producer that
-lost its lease to another instance learns so on its next event). While the reply runs its keys
+lost its lease to another instance learns so on its next event). Holding, claiming and finding
+the lapsed leases are scripts too, on Redis's clock, so that instances whose clocks differ agree
+on when a lease has lapsed, and a claim is won by one of them only. While the reply runs its keys
 live for the running lifetime; its end shortens them to the keep time.
 """
 
@@ -57,8 +61,9 @@ if seq == 1 then redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1])) end
 return seq
 """)
 
-# KEYS: hash, stream, lease. ARGV: kind, data, finish reason, keep ms. As _APPEND; it also marks
-# the end, drops the lease and shortens every key's life to the keep time, all at once.
+# KEYS: hash, stream, lease, running. ARGV: kind, data, finish reason, keep ms, reply id. As
+# _APPEND; it also marks the end, drops the lease and the reply from the running ones, and
+# shortens every key's life to the keep time, all at once.
 _END = _Script("""
 local ended = redis.call('HGET', KEYS[1], 'ended')
 if not ended then return -1 end
@@ -69,15 +74,56 @@ redis.call('HSET', KEYS[1], 'ended', '1', 'finish_reason', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[5])
 return seq
 """)
 
-# KEYS: hash, lease. ARGV: ms. 1 when the reply runs, nobody holds it, and the caller now does.
-_CLAIM = _Script("""
-if redis.call('HGET', KEYS[1], 'ended') ~= '0' then return 0 end
-if redis.call('SET', KEYS[2], 'claimed', 'NX', 'PX', ARGV[1]) then return 1 end
+# Redis's clock in milliseconds, the one every instance's lease is measured on.
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# KEYS: hash, lease, running. ARGV: ms, reply id. The holder has ``ms`` more: the lease, and the
+# reply's place among the running ones. 0 (and nothing held) when the reply no longer runs.
+_HOLD = _Script(
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'ended') ~= '0' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return 0
+end
+redis.call('SET', KEYS[2], 'held', 'PX', ARGV[1])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), ARGV[2])
+return 1
+"""
+)
+
+# KEYS: hash, lease, running. ARGV: ms, reply id. 1 when the reply runs, nobody holds it, and the
+# caller now does: ``SET NX`` lets one caller in, however many ask at once. A reply that no
+# longer runs leaves the running ones; a claimed one comes due again when its claim lapses.
+_CLAIM = _Script(
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'ended') ~= '0' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return 0
+end
+if redis.call('SET', KEYS[2], 'claimed', 'NX', 'PX', ARGV[1]) then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), ARGV[2])
+  return 1
+end
 return 0
-""")
+"""
+)
+
+# KEYS: running. ARGV: limit. The running replies whose lease has lapsed by Redis's clock.
+_LAPSED = _Script(
+    _NOW
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+"""
+)
 
 
 def _ms(seconds: float) -> int:
@@ -119,6 +165,10 @@ class RedisReplyStore:
 
     def _user_key(self, user_id: int) -> str:
         return f"{self._prefix}replies:user:{user_id}"
+
+    @property
+    def _running_key(self) -> str:
+        return f"{self._prefix}replies:running"
 
     async def _run(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
         command: Command = ("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -179,9 +229,10 @@ class RedisReplyStore:
         finish_reason: str,
         ttl: float,
     ) -> int:
-        keys = list(self._keys(reply_id))
+        keys = [*self._keys(reply_id), self._running_key]
+        args = [kind, _json(data), finish_reason, _ms(ttl), reply_id]
         try:
-            seq = await self._run(_END, keys, [kind, _json(data), finish_reason, _ms(ttl)])
+            seq = await self._run(_END, keys, args)
         finally:
             self._forget(reply_id)  # its followers here read the end from Redis
         return _checked(reply_id, seq)
@@ -244,11 +295,17 @@ class RedisReplyStore:
         return found
 
     async def hold(self, reply_id: str, ttl: float) -> None:
-        await self._lane.pipeline([("SET", self._keys(reply_id)[2], "held", "PX", _ms(ttl))])
+        meta, _, lease = self._keys(reply_id)
+        await self._run(_HOLD, [meta, lease, self._running_key], [_ms(ttl), reply_id])
 
     async def claim(self, reply_id: str, ttl: float) -> bool:
         meta, _, lease = self._keys(reply_id)
-        return bool(await self._run(_CLAIM, [meta, lease], [_ms(ttl)]))
+        keys = [meta, lease, self._running_key]
+        return bool(await self._run(_CLAIM, keys, [_ms(ttl), reply_id]))
+
+    async def lapsed(self, limit: int) -> list[str]:
+        found: list[str] = await self._run(_LAPSED, [self._running_key], [limit])
+        return found
 
     async def watch(self, reply_id: str, ttl: float) -> None:
         await self._lane.pipeline([("SET", self._watch_key(reply_id), "1", "PX", _ms(ttl))])

@@ -2,14 +2,14 @@
 Redis server is answering at 127.0.0.1:6379). Numbered events, reads after a number that wait for
 the next one, an end that comes with its last event, lifetimes (on a clock the test moves in
 memory, on Redis's own clock in Redis), and the producer's hold that another instance may take
-over when it lapses."""
+over when it lapses: found by a sweep, claimed by one instance however many sweep at once."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -48,6 +48,8 @@ class Backend:
     clock: Clock | None = None
     elsewhere: ReplyStore | None = None
     """The same store as another process sees it (in memory there is no other)."""
+    instances: list[ReplyStore] = field(default_factory=list)
+    """The store as each of several processes sees it, each on connections of its own."""
 
     async def wait(self, seconds: float) -> None:
         if self.clock is not None:
@@ -72,7 +74,8 @@ async def _redis_running() -> bool:
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         clock = Clock()
-        yield Backend(MemoryReplyStore(now=clock), clock)
+        memory = MemoryReplyStore(now=clock)
+        yield Backend(memory, clock, instances=[memory])
         return
     if not await _redis_running():
         pytest.skip(f"no Redis server is answering at {REDIS_URL}")
@@ -83,9 +86,10 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     prefix = f"test-{secrets.token_hex(6)}:"
     store = RedisReplyStore(REDIS_URL, prefix=prefix)
     elsewhere = RedisReplyStore(REDIS_URL, prefix=prefix)
-    yield Backend(store, elsewhere=elsewhere)
-    await store.close()
-    await elsewhere.close()
+    others = [RedisReplyStore(REDIS_URL, prefix=prefix) for _ in range(3)]
+    yield Backend(store, elsewhere=elsewhere, instances=[store, elsewhere, *others])
+    for opened in (store, elsewhere, *others):
+        await opened.close()
     client = aioredis.from_url(REDIS_URL)
     keys = [k async for k in client.scan_iter(match=prefix + "*")]
     if keys:
@@ -277,3 +281,60 @@ async def test_a_stop_asked_anywhere_is_seen_by_the_producer_for_as_long_as_it_s
     assert await store.stop_asked("rpl_a")
     await backend.wait(0.7)
     assert not await store.stop_asked("rpl_a")
+
+
+async def test_a_reply_whose_hold_lapsed_is_found_by_a_sweep_until_it_is_claimed_or_ends(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    for reply_id in ("rpl_a", "rpl_b", "rpl_c", "rpl_unheld"):
+        await store.create(info(reply_id), ttl=60)
+    for reply_id in ("rpl_a", "rpl_b", "rpl_c"):
+        await store.hold(reply_id, ttl=0.5)
+    await store.hold("rpl_c", ttl=60)  # its producer renewed it
+    assert await store.lapsed(10) == []
+    await backend.wait(0.7)
+    assert sorted(await store.lapsed(10)) == ["rpl_a", "rpl_b"]
+    assert len(await store.lapsed(1)) == 1
+
+    assert await store.claim("rpl_a", ttl=0.5)
+    await store.end("rpl_b", "done", {}, "stop", ttl=5)
+    await store.hold("rpl_b", ttl=0.1)  # a renewal that comes after the end holds nothing
+    assert await store.lapsed(10) == []
+    await backend.wait(0.7)  # whoever claimed it died before ending it: it is due again
+    assert await store.lapsed(10) == ["rpl_a"]
+    assert await store.claim("rpl_a", ttl=10)
+
+
+async def test_a_claim_renewed_while_the_reply_is_ended_is_not_found_by_a_sweep(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    await store.create(info(), ttl=60)
+    await store.hold("rpl_a", ttl=0.3)
+    await backend.wait(0.5)
+    assert await store.claim("rpl_a", ttl=0.3)
+    await backend.wait(0.2)
+    await store.hold("rpl_a", ttl=0.3)  # the claimer is still storing its text
+    await backend.wait(0.2)
+    assert await store.lapsed(10) == []
+    assert not await store.claim("rpl_a", ttl=10)
+
+
+async def test_instances_sweeping_at_once_claim_each_lapsed_reply_exactly_once(
+    backend: Backend,
+) -> None:
+    reply_ids = [f"rpl_{n}" for n in range(30)]
+    for reply_id in reply_ids:
+        await backend.store.create(info(reply_id), ttl=60)
+        await backend.store.hold(reply_id, ttl=0.3)
+    await backend.wait(0.5)
+
+    async def sweep(store: ReplyStore) -> list[str]:
+        return [r for r in await store.lapsed(100) if await store.claim(r, ttl=30)]
+
+    # Every instance sweeps several times at once, as instances whose periods meet do.
+    sweeps = await asyncio.gather(*(sweep(s) for s in backend.instances * 3))
+    claimed = [reply_id for won in sweeps for reply_id in won]
+    assert sorted(claimed) == sorted(reply_ids)
+    assert await backend.store.lapsed(100) == []
