@@ -19,8 +19,8 @@ from chatgate.core.draining import Drain
 from chatgate.core.embeddings import EmbeddingService
 from chatgate.core.invites import Invites
 from chatgate.core.jwts import JwtCodec
-from chatgate.core.logins import FailedLoginLimiter, LoginService
-from chatgate.core.metrics import Metrics
+from chatgate.core.logins import FailedLoginLimiter, LoginService, login_limiter
+from chatgate.core.metrics import Metrics, metrics_for_process
 from chatgate.core.partial_replies import PartialReplies
 from chatgate.core.quota_backends import QuotaBackend
 from chatgate.core.quotas import QuotaService
@@ -95,14 +95,18 @@ class Services:
         serving = start_models if watch_changes is None else watch_changes
         if serving:
             changes.watch(accounts.heard)
-        limiter = FailedLoginLimiter(
-            settings.login_max_failures, settings.login_window_seconds, clock.now
+        limiter = login_limiter(
+            settings.login_max_failures,
+            settings.login_window_seconds,
+            clock.now,
+            redis_url=settings.redis_url,
+            prefix=settings.redis_prefix,
         )
         logins = LoginService(accounts, codec, limiter, db)
         usage_queries = UsageQueries(db, writer, clock)
         quotas = QuotaService(clock, quota_backend(settings), usage_queries.counted)
         usage = UsageRecorder(writer, clock)
-        metrics = Metrics(writer)
+        metrics = metrics_for_process(writer)
         models = ModelRegistry(settings)
         changes.hear("providers", lambda: reload_announced(models))
         if start_models:
@@ -175,6 +179,7 @@ class Services:
         await self.models.close()
         await self.quotas.drain()
         await self.quotas.close()
+        await self.logins.limiter.close()
         await self.writer.stop()
         await self.db.close()
 

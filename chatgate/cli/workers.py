@@ -17,24 +17,36 @@ once): counting in each process would let a daily cap of 10 become 10 per worker
 workers without ``redis_url`` are refused. The database is shared as by several instances: on
 PostgreSQL as by any client, on SQLite in WAL mode, whose writers take turns (a writer waits up
 to 5 s for the lock; the write-behind queue keeps its rows and retries beyond that).
+
+``/metrics`` shows the whole service, whichever worker answers: the workers record in
+prometheus_client's multiprocess mode, in a directory of the parent's own (made private, named
+to every worker as ``PROMETHEUS_MULTIPROC_DIR``, removed when the parent ends). A worker that
+ends is marked dead there, so that its gauges leave the sums while its counts stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from types import FrameType
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from chatgate.cli import serving
+from chatgate.core.metrics import MULTIPROCESS_DIR
 from chatgate.settings import Settings
 from chatgate.store.db import Database
 
@@ -57,18 +69,42 @@ def refusal(settings: Settings) -> str | None:
 
 def supervise(settings: Settings, sock: socket.socket) -> int:
     """Run ``settings.workers`` workers on ``sock`` until stopped; the exit code."""
-    with sock:
-        return Supervisor(settings, sock).run()
+    with sock, _metrics_directory() as metrics:
+        return Supervisor(settings, sock, metrics).run()
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[str]:
+    """A directory only this user can read, for the workers' metrics, named in the environment
+    the workers start with (prometheus_client reads it when imported); removed at the end."""
+    directory = tempfile.mkdtemp(prefix="chatgate-metrics-")
+    before = os.environ.get(MULTIPROCESS_DIR)
+    os.environ[MULTIPROCESS_DIR] = directory
+    try:
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROCESS_DIR, None)
+        else:
+            os.environ[MULTIPROCESS_DIR] = before
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _work(
-    settings: Settings, number: int, sock: socket.socket, ready: SimpleQueue[int], parent: int
+    settings: Settings,
+    number: int,
+    sock: socket.socket,
+    ready: SimpleQueue[int],
+    parent: int,
+    metrics: str,
 ) -> None:
     """A worker process: chatgate's server on the inherited socket."""
     from chatgate import logs
+    from chatgate.core.metrics import share_between_workers
 
     logs.setup(settings.log_level, settings.log_format, worker=number)
     _stop_with_parent(parent)
+    share_between_workers(metrics)
     serving.run(settings, sock, first=number == 0, ready=lambda: ready.put(number))
 
 
@@ -94,9 +130,10 @@ async def _upgrade(settings: Settings) -> None:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+    def __init__(self, settings: Settings, sock: socket.socket, metrics: str) -> None:
         self.settings = settings
         self.sock = sock
+        self.metrics = metrics
         self.context = multiprocessing.get_context("spawn")
         self.ready: SimpleQueue[int] = self.context.SimpleQueue()
         self.workers: list[BaseProcess | None] = [None] * settings.workers
@@ -111,7 +148,7 @@ class Supervisor:
     def _start(self, number: int) -> None:
         process = self.context.Process(
             target=_work,
-            args=(self.settings, number, self.sock, self.ready, os.getpid()),
+            args=(self.settings, number, self.sock, self.ready, os.getpid(), self.metrics),
             name=f"chatgate-worker-{number}",
         )
         process.start()
@@ -164,6 +201,7 @@ class Supervisor:
                     process.exitcode,
                 )
                 self.serving.discard(number)
+                self._ended(process)
                 self._start(number)
 
     def _send(self, sig: int) -> None:
@@ -184,3 +222,9 @@ class Supervisor:
                 log.error("worker pid %s did not stop in %ss: killed", process.pid, wait)
                 process.kill()
                 process.join()
+            self._ended(process)
+
+    def _ended(self, process: BaseProcess) -> None:
+        """Take an ended worker's gauges out of ``/metrics`` (its counts stay in the sums)."""
+        if process.pid is not None:
+            mark_process_dead(process.pid, self.metrics)  # type: ignore[no-untyped-call]

@@ -5,14 +5,19 @@ An unknown user, a user without a password and a wrong password all get the same
 the same work (``Passwords.verify`` hashes against a dummy), so neither the reply nor its timing
 tells which names exist or which passwords are right. A disabled account answers so, but only to
 its right password: whoever knows that learns nothing a login would not tell them.
+
+Failed logins are counted in process, or in Redis when it is configured: counted per process,
+N workers or instances would allow N times the guesses (``RedisLoginLimiter``).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +50,22 @@ class Session:
     user: UserInfo
 
 
+class Attempt(Protocol):
+    """One login attempt, counted as a failure until it is known to have succeeded."""
+
+    async def succeeded(self) -> None:
+        """Take the attempt back from the address and forget the name's failures."""
+
+
+class LoginLimiter(Protocol):
+    """Where failed logins are counted: in process, or in Redis for several processes."""
+
+    async def take(self, username: str, address: str | None) -> Attempt:
+        """Count an attempt before its password is checked, or raise ``TooManyLoginAttempts``."""
+
+    async def close(self) -> None: ...
+
+
 class _Attempt:
     """One login attempt, counted as a failure until it is known to have succeeded."""
 
@@ -60,6 +81,16 @@ class _Attempt:
         self._limiter.clear(name_key)
 
 
+class _Awaited:
+    """An attempt counted in process, as ``LoginService`` settles any attempt."""
+
+    def __init__(self, attempt: _Attempt) -> None:
+        self._attempt = attempt
+
+    async def succeeded(self) -> None:
+        self._attempt.succeeded()
+
+
 class FailedLoginLimiter:
     """At most ``max_failures`` failed logins per user name and per address in ``window``
     seconds. An attempt counts before the password is checked, so parallel guesses cannot
@@ -70,6 +101,12 @@ class FailedLoginLimiter:
         self.window = window
         self._now = clock
         self._failures: dict[str, deque[float]] = {}
+
+    async def take(self, username: str, address: str | None) -> Attempt:
+        return _Awaited(self.begin(username, address))
+
+    async def close(self) -> None:
+        """Nothing to close: the counts live in this process."""
 
     def begin(self, username: str, address: str | None) -> _Attempt:
         now = self._now()
@@ -110,12 +147,111 @@ class FailedLoginLimiter:
                 del self._failures[key]
 
 
+# KEYS: the attempt's counters (the name's, then the address's), each a sorted set of the
+# window's attempts. ARGV: now, window (s), max failures, this attempt's member. Returns the
+# seconds to wait, as a string (Lua's numbers reach Redis as integers), "0" once counted.
+_TAKE = """
+local now, window, most = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local n = redis.call('ZCARD', key)
+  if n >= most then
+    local nth = redis.call('ZRANGE', key, n - most, n - most, 'WITHSCORES')[2]
+    wait = math.max(wait, tonumber(nth) + window - now)
+  end
+end
+if wait > 0 then return tostring(wait) end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return '0'
+"""
+
+
+class _RedisAttempt:
+    def __init__(self, limiter: RedisLoginLimiter, keys: list[str], member: str) -> None:
+        self._limiter = limiter
+        self._keys = keys
+        self._member = member
+
+    async def succeeded(self) -> None:
+        name_key, *address_key = self._keys
+        async with self._limiter.redis.pipeline(transaction=True) as pipe:
+            for key in address_key:
+                pipe.zrem(key, self._member)
+            pipe.delete(name_key)
+            await pipe.execute()
+
+
+class RedisLoginLimiter:
+    """``FailedLoginLimiter``'s window, kept in Redis so that every process and instance
+    counts the same failures: the limit holds in total, not per process. Each name's and each
+    address's attempts are a sorted set ``{prefix}{kind}:u:NAME`` / ``…:a:ADDRESS`` (``kind``
+    keeps sign-ups apart from logins), checked and added to by one Lua script, which Redis runs
+    atomically, so parallel guesses on any processes cannot slip past the limit. A key expires
+    one window after its last attempt. Redis unreachable, a login fails (an error, not a
+    login without a limit)."""
+
+    def __init__(
+        self,
+        url: str,
+        max_failures: int,
+        window: float,
+        clock: Callable[[], float],
+        *,
+        prefix: str = "chatgate:",
+        kind: str = "login",
+    ) -> None:
+        import redis.asyncio as aioredis
+
+        self.max_failures = max_failures
+        self.window = window
+        self._now = clock
+        self._prefix = f"{prefix}{kind}:"
+        self.redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._take = self.redis.register_script(_TAKE)
+
+    async def take(self, username: str, address: str | None) -> Attempt:
+        now = self._now()
+        keys = [self._prefix + "u:" + username]
+        if address:  # without a known address (a local caller), only the name is limited
+            keys.append(self._prefix + "a:" + address)
+        member = f"{now!r}:{secrets.token_hex(6)}"
+        wait = float(
+            await self._take(keys=keys, args=[repr(now), self.window, self.max_failures, member])
+        )
+        if wait > 0:
+            raise TooManyLoginAttempts("Too many failed logins; try again later.", retry_after=wait)
+        return _RedisAttempt(self, keys, member)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def login_limiter(
+    max_failures: int,
+    window: float,
+    clock: Callable[[], float],
+    *,
+    redis_url: str | None = None,
+    prefix: str = "chatgate:",
+    kind: str = "login",
+) -> LoginLimiter:
+    """In Redis when it is configured (several processes or instances count together), in
+    process otherwise."""
+    if redis_url:
+        return RedisLoginLimiter(redis_url, max_failures, window, clock, prefix=prefix, kind=kind)
+    return FailedLoginLimiter(max_failures, window, clock)
+
+
 class LoginService:
     def __init__(
         self,
         accounts: AccountService,
         codec: JwtCodec,
-        limiter: FailedLoginLimiter,
+        limiter: LoginLimiter,
         db: Database,
     ) -> None:
         self.accounts = accounts
@@ -126,7 +262,7 @@ class LoginService:
     async def check_password(self, username: str, password: str, address: str | None) -> User:
         """The user, if the password is theirs; one answer for every kind of failure."""
         try:
-            attempt = self.limiter.begin(username[:64], address)
+            attempt = await self.limiter.take(username[:64], address)
         except TooManyLoginAttempts:
             log.warning("login refused: too many failed attempts (from %s)", address)
             raise
@@ -154,7 +290,7 @@ class LoginService:
             # goes no faster than against an account in use.
             log.info("login refused for user %s: disabled (from %s)", user.name, address)
             raise AccountDisabled(_DISABLED)
-        attempt.succeeded()
+        await attempt.succeeded()
         log.debug("user %s logged in (from %s)", user.name, address)
         return user
 
