@@ -1,8 +1,9 @@
 """The console's usage series over a busy request log: seconds and memory of one call.
 
 Fills a fresh SQLite file with N request-log rows (spread over ``--spread`` days before today,
-in 50 users, 5 models, the statuses of real traffic), then times ``UsageSeries.daily`` over
-the last ``--days`` days, as ``GET /api/v1/admin/usage/daily`` calls it. Each size is measured
+written in the order of time, in 50 users, 5 models, the statuses of real traffic), then
+times ``UsageSeries.daily`` over the last ``--days`` days, as ``GET
+/api/v1/admin/usage/daily`` calls it. Each size is measured
 in a process of its own that only opens the database and calls, so that its peak resident set
 (``ru_maxrss``) is the call's and not the filling's; the process reports its peak before the
 first call (imports, engine) and after the calls.
@@ -96,14 +97,19 @@ async def fill(where: str, rows: int, spread: int, *, index: bool, seed: int = 1
             await conn.run_sync(
                 lambda sync: Index("ix_request_log_created", RequestLog.created_at).create(sync)
             )
+    step = (end - start) / rows
     for offset in range(0, rows, BATCH):
+        # In the order of time, as a log is written, each batch in its own slice of the span.
+        size = min(BATCH, rows - offset)
+        low = start + offset * step
+        times = sorted(pick.uniform(low, low + size * step) for _ in range(size))
         batch = []
-        for _ in range(min(BATCH, rows - offset)):
+        for at in times:
             status, code, _ = pick.choices(OUTCOMES, weights)[0]
             latency = pick.uniform(50, 20_000)
             batch.append(
                 {
-                    "created_at": pick.uniform(start, end),
+                    "created_at": at,
                     "user_id": pick.choice(users),
                     "key_id": 0,
                     "model": pick.choice(MODELS),

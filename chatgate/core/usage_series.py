@@ -319,11 +319,15 @@ async def _ranked_on_sqlite(
     The ranks are counted within each day, so that rows written between the two statements
     (each is a snapshot of its own) can only move a percentile within its own day.
 
-    Window functions rather than the days' values fetched in order and picked here: SQLite
-    sorts them in C (spilling to a temporary file past its cache), and what crosses into
-    Python is the rows wanted, four a day, instead of every answered request of the range
-    through aiosqlite's thread and the row processing, so that the Python side's time and
-    memory no longer grow with the log."""
+    Window functions rather than the days' values fetched in order and picked here: what
+    crosses into Python is the rows wanted, four a day, instead of every answered request of
+    the range through aiosqlite's thread and the row processing, and SQLite's sorter spills
+    to a temporary file past its cache, so the process's memory does not grow with the log.
+    Fetched in order, the values would cost as much sorting in SQLite and the transfer on
+    top. The price is time: SQLite's sort and window steps cost more a row than fetching the
+    values unsorted and sorting them in Python did (``bench/usage_series.py`` measures both):
+    a second or two a million rows, for memory that stays flat where it grew by some 170 MB
+    a million rows."""
     # (day, rank) -> which percentiles sit there (a day of one value has both at rank 1)
     at_latency: dict[tuple[int, int], list[int]] = defaultdict(list)
     at_first_token: dict[tuple[int, int], list[int]] = defaultdict(list)
