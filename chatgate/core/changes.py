@@ -16,6 +16,10 @@ missing (pruned while it was not reading) drops everything, which is always safe
 The same signals carry announcements that need no record, such as "providers were reloaded"
 (``announce``/``hear``), to the servers listening at the time.
 
+The count of records is also a version: messages taken out of a conversation are recorded as
+a change that names no account (``number``), and a server's cached conversations compare the
+count when they are used rather than wait for the signal (``core.conversations`` says why).
+
 ``ChangeFeed`` is the whole contract: ``record`` within a change's transaction, ``watch`` to
 hear every change made anywhere.
 """
@@ -46,7 +50,9 @@ KEEP = 1000  # records kept: a server further behind than this forgets everythin
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Whose cached rights or limits are out of date."""
+    """Whose cached rights or limits are out of date. One that names no one moves the count
+    only: messages were taken out of a conversation, which conversation caches learn by
+    comparing the count (``number``) rather than by listening."""
 
     user_id: int | None = None
     key_id: int | None = None
@@ -73,6 +79,36 @@ class ChangeFeed(Protocol):
         """Run ``callback`` when another process announces ``topic`` (once ``watch``ing)."""
 
     async def close(self) -> None: ...
+
+
+async def number(session: AsyncSession, change: Change, at: float) -> int:
+    """Record ``change`` in the caller's transaction and return its number.
+
+    Bumping the one counter row first makes concurrent changes take their numbers in the order
+    they commit (its lock is held to the end of the transaction), so a reader that has seen
+    number N can never later find a smaller one committed. The count is therefore also a
+    version of everything recorded: whoever read it as N and reads N again knows that nothing
+    was recorded in between (``ConversationService`` relies on that for removed messages).
+    """
+    bump = (
+        update(ChangeCount)
+        .where(ChangeCount.id == 1)
+        .values(seq=ChangeCount.seq + 1)
+        .returning(ChangeCount.seq)
+        .execution_options(synchronize_session=False)
+    )
+    seq = int((await session.execute(bump)).scalar_one())
+    await session.execute(
+        insert(AccountChange).values(
+            seq=seq,
+            at=at,
+            user_id=change.user_id,
+            key_id=change.key_id,
+            session_id=change.session_id,
+        )
+    )
+    await session.execute(delete(AccountChange).where(AccountChange.seq <= seq - KEEP))
+    return seq
 
 
 class DatabaseChangeFeed:
@@ -102,27 +138,7 @@ class DatabaseChangeFeed:
         """Set once signals are heard (``/readyz`` and tests may wait for it)."""
 
     async def record(self, session: AsyncSession, change: Change) -> None:
-        # Bumping the one counter row first makes concurrent changes take their numbers in
-        # the order they commit (its lock is held to the end of the transaction), so a reader
-        # that has seen number N can never later find a smaller one committed.
-        bump = (
-            update(ChangeCount)
-            .where(ChangeCount.id == 1)
-            .values(seq=ChangeCount.seq + 1)
-            .returning(ChangeCount.seq)
-            .execution_options(synchronize_session=False)
-        )
-        seq = (await session.execute(bump)).scalar_one()
-        await session.execute(
-            insert(AccountChange).values(
-                seq=seq,
-                at=self._now(),
-                user_id=change.user_id,
-                key_id=change.key_id,
-                session_id=change.session_id,
-            )
-        )
-        await session.execute(delete(AccountChange).where(AccountChange.seq <= seq - KEEP))
+        seq = await number(session, change, self._now())
         if self._signals is not None:
             await self._signals.within(session, json.dumps({"seq": seq}))
 

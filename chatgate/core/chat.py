@@ -48,6 +48,11 @@ class ConversationHook(Protocol):
         self, turn: Turn, text: str, finish_reason: str, usage: Usage, model: str
     ) -> None: ...
 
+    written: Callable[[Turn], Awaitable[None]] | None
+    """Awaited before an exchange's end is told, where other processes may be asked for its
+    conversation the moment the client learns it: what it stored is in the database by then.
+    None where this process serves its conversations alone."""
+
 
 @dataclass(slots=True)
 class _Exchange:
@@ -119,6 +124,7 @@ class ChatService:
         self.usage = usage
         self.metrics = metrics
         self.conversations = conversations
+        self._written = conversations.written if conversations is not None else None
 
     async def stream(
         self,
@@ -163,6 +169,8 @@ class ChatService:
                     yield piece
             finish = ex.finish_reason or "stop"
             self._settle(ex, "ok", finish, None)
+            if ex.turn is not None and self._written is not None:
+                await self._written(ex.turn)
             turn = ex.turn
             yield Done(
                 conversation_id=turn.conversation_id if turn else None,
@@ -175,6 +183,8 @@ class ChatService:
             )
         except ChatgateError as exc:
             self._settle(ex, "error", "error", exc)
+            if ex.turn is not None and self._written is not None:
+                await self._written(ex.turn)
             if not ex.started:
                 raise
             yield ErrorEvent(exc)

@@ -7,6 +7,39 @@ The hot path (``begin``/``finish``) never waits on the database when it can help
 recently used conversations are kept in memory (a message's path never changes once written, so
 the cache cannot go wrong about it) and every write goes through the write-behind ``BatchWriter``.
 ``finish`` runs in the ``finally`` of a stream that may be cancelled, so it only enqueues.
+
+That holds for a process that serves its conversations alone (SQLite without Redis). When others
+may serve them too (PostgreSQL, or Redis configured: several instances or ``serve --workers``),
+the user may send one turn to instance A, the next to B and the one after to A again, and each
+must follow the reply before it. A's cache cannot learn of B's turn by being told: a message
+(Redis pub/sub, ``NOTIFY``) arrives some time after B answered, and a client that asks A at once
+would branch from A's old current message. So the cache is *checked* instead, and the check is
+exact because of two rules:
+
+1. A turn's writes are in the database before its end is told (``written``, awaited by the
+   core before ``Done`` or the error that ends the exchange; ``append`` likewise before it
+   returns). So whatever a client has seen answered anywhere, every process can read.
+2. Each use of a cached conversation (``state``) reads one row first: the conversation's own
+   columns (current message, system prompt, model, title, settings), how many messages it has,
+   and the count of recorded changes (``core.changes.number``). Messages are never edited and
+   their ids never come back; they are only added (which raises the number of messages) or taken
+   out (``delete_branch``, ``remove_message``, which record a change in their own transaction,
+   raising the count). So the same count of changes and the same number of messages mean the
+   cached messages are exactly the stored ones, and the columns are taken as they are. Otherwise
+   the ids are read and only the messages not cached are fetched (their tokens counted once).
+   The process's own writes still waiting in the writer are flushed first (the writer's tickets
+   say whether any are), so the database is the whole truth when it is compared.
+
+The price, only where others may share the conversations: one small read per use of a
+conversation, and a turn that waits for its writes (one transaction) before its end is told.
+A client that walks away from a reply cannot know when its server noticed, so that reply is
+still written behind. A database that cannot be reached is not compared with: the cache answers,
+as it does for one process (nobody can write meanwhile, but what another instance wrote just
+before is not seen until the database is back).
+
+Dropping a conversation from the other processes' caches when it changes was considered and not
+done: it cannot close the window before the message arrives, which the check closes anyway, and
+a dropped conversation is read again whole where the check fetches only the new messages.
 """
 
 from __future__ import annotations
@@ -16,14 +49,17 @@ import contextlib
 import logging
 import math
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatgate.core.accounts import Principal
+from chatgate.core.changes import Change, number
 from chatgate.core.chat import Turn
 from chatgate.core.clock import Clock
 from chatgate.core.context import TokenCounter, fit, reply_reserve
@@ -51,8 +87,8 @@ from chatgate.core.tokens import PER_MESSAGE_OVERHEAD, message_text
 from chatgate.providers.router import ModelRegistry, ModelRoute
 from chatgate.settings import Settings
 from chatgate.store.db import Database
-from chatgate.store.tables import Conversation, StoredMessage
-from chatgate.store.writer import Amendable, BatchWriter
+from chatgate.store.tables import ChangeCount, Conversation, StoredMessage
+from chatgate.store.writer import Amendable, BatchWriter, describe, unreachable
 
 log = logging.getLogger("chatgate.conversations")
 
@@ -61,6 +97,25 @@ CONTEXT_ROLES = frozenset(("user", "assistant", "system"))
 _SYSTEM_ROLES = frozenset(("system", "developer"))
 # What a conversation may keep of its own for its replies (None clears one).
 REPLY_SETTINGS = frozenset(("model", "temperature", "max_tokens"))
+FETCH = 500  # messages fetched by id at once (SQLite takes a bounded number of parameters)
+
+_CHANGES = select(ChangeCount.seq).where(ChangeCount.id == 1).scalar_subquery()
+# What says whether a cached conversation is still the stored one (see the module's docstring):
+# built once, so that each check costs one round trip and no compiling.
+_VERSION = select(
+    Conversation.title,
+    Conversation.system_prompt,
+    Conversation.model,
+    Conversation.current_leaf_id,
+    Conversation.temperature,
+    Conversation.max_tokens,
+    select(func.count())
+    .select_from(StoredMessage)
+    .where(StoredMessage.conversation_id == bindparam("id"))
+    .scalar_subquery()
+    .label("messages"),
+    _CHANGES.label("changes"),
+).where(Conversation.id == bindparam("id"))
 
 
 @dataclass(slots=True)
@@ -88,6 +143,10 @@ class ConversationState:
     deleted: bool = False
     temperature: float | None = None
     max_tokens: int | None = None
+    changes: int | None = None
+    """The count of recorded changes when ``nodes`` were last read whole (None: never)."""
+    ticket: int = 0
+    """The writer's ticket of this process's newest write to the conversation."""
 
     def path(self, leaf_id: str | None) -> list[Node]:
         """Messages from the root to ``leaf_id``, in order."""
@@ -174,6 +233,14 @@ class ConversationService:
         self._cache: OrderedDict[str, ConversationState] = OrderedDict()
         self._cache_size = settings.conversation_cache_size
         self._tasks: set[asyncio.Task[None]] = set()
+        self.shared = not db.is_sqlite or bool(settings.redis_url)
+        """Other processes may serve the same conversations: the cache is checked at each use
+        and a turn is written before its end is told (the module's docstring says why)."""
+        self.written: Callable[[Turn], Awaitable[None]] | None = (
+            self._written if self.shared else None
+        )
+        """For the core to await before it tells an exchange's end; None for a process alone."""
+        self._check_failing = False
 
     async def close(self) -> None:
         """Stop pending title requests; their conversations keep the fallback title."""
@@ -200,12 +267,16 @@ class ConversationService:
         state = self._cache.get(conversation_id)
         if state is not None:
             self._cache.move_to_end(conversation_id)
+            if self.shared:
+                return await self._checked(state)
             return state
         await self.writer.flush()
         async with self.db.session() as session:
             conv = await session.get(Conversation, conversation_id)
             if conv is None:
                 return None
+            # Read before the messages: a removal after this moves it, and is then seen.
+            changes = await session.scalar(select(_CHANGES)) if self.shared else None
             rows = await session.execute(
                 select(
                     StoredMessage.id,
@@ -230,9 +301,73 @@ class ConversationService:
             nodes,
             temperature=conv.temperature,
             max_tokens=conv.max_tokens,
+            changes=changes,
         )
         self._remember(state)
         return state
+
+    async def _checked(self, state: ConversationState) -> ConversationState | None:
+        """The cached ``state``, made the stored one if another process changed it (one read
+        when none did); None when it is gone. Only where others may share conversations."""
+        try:
+            if state.ticket > self.writer.settled:
+                await self.writer.flush()  # this process's own writes, so the database is whole
+            async with self.db.session() as session:
+                row = (await session.execute(_VERSION, {"id": state.id})).one_or_none()
+                if row is None:  # deleted through another process
+                    state.deleted = True
+                    self.forget(state.id)
+                    return None
+                state.title, state.system_prompt = row.title, row.system_prompt
+                state.model, state.leaf_id = row.model, row.current_leaf_id
+                state.temperature, state.max_tokens = row.temperature, row.max_tokens
+                if row.changes != state.changes or row.messages != len(state.nodes):
+                    await self._catch_up(session, state, row.changes)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            if not self._check_failing:
+                log.warning(
+                    "cannot check cached conversations with the database (%s)", describe(exc)
+                )
+            self._check_failing = True
+            return state
+        if self._check_failing:
+            log.info("cached conversations are checked with the database again")
+            self._check_failing = False
+        return state
+
+    async def _catch_up(
+        self, session: AsyncSession, state: ConversationState, changes: int | None
+    ) -> None:
+        """Make ``state.nodes`` the stored messages: their ids and parents are read, and only
+        the messages not cached are fetched whole. ``changes`` was read before this reading."""
+        rows = (
+            await session.execute(
+                select(StoredMessage.id, StoredMessage.parent_id)
+                .where(StoredMessage.conversation_id == state.id)
+                .order_by(StoredMessage.created_at)
+            )
+        ).all()
+        known = state.nodes
+        missing = [r.id for r in rows if r.id not in known]
+        fetched: dict[str, Node] = {}
+        for start in range(0, len(missing), FETCH):
+            found = await session.execute(
+                select(StoredMessage.id, StoredMessage.role, StoredMessage.content).where(
+                    StoredMessage.id.in_(missing[start : start + FETCH])
+                )
+            )
+            for m in found:
+                fetched[m.id] = Node(m.id, None, m.role, m.content, self.counter.text(m.content))
+        nodes: dict[str, Node] = {}
+        for r in rows:
+            node = known.get(r.id) or fetched.get(r.id)
+            if node is not None:  # else taken out between the two readings: the count moved
+                node.parent_id = r.parent_id  # a removed message's children take its parent
+                nodes[r.id] = node
+        state.nodes = nodes
+        state.changes = changes
 
     async def owned(
         self, principal: Principal, conversation_id: str, *, write: bool
@@ -301,6 +436,7 @@ class ConversationService:
             leaf_write = started
         else:
             leaf_write = self.writer.update_amendable(Conversation, {"id": state.id}, leaf)
+        state.ticket = self.writer.enqueued
         if request.regenerate:
             history, new = history[:-1], [{"role": "user", "content": history[-1].content}]
         messages = self._context(system or state.system_prompt, history, new, route, request.params)
@@ -353,6 +489,26 @@ class ConversationService:
                 self._title_later(turn)
         state.leaf_id, state.model = leaf, model
         turn.leaf_write.amend({"current_leaf_id": leaf, "updated_at": now, "model": model})
+        state.ticket = self.writer.enqueued
+
+    async def _written(self, turn: Turn) -> None:
+        """``written``, where others may share conversations: the client may ask another
+        process for the conversation the moment it learns the reply is over."""
+        assert isinstance(turn, StoredTurn)
+        await self._write_now(turn.state)
+
+    async def _write_now(self, state: ConversationState) -> None:
+        """Wait until this process's writes to ``state`` are in the database (at once when the
+        writer has written them already). A database that cannot be reached keeps them waiting
+        in the writer, as without this: the answer is not refused for it."""
+        if state.ticket <= self.writer.settled:
+            return
+        try:
+            await self.writer.flush()
+        except Exception as exc:
+            log.warning(
+                "conversation %s is answered before it is written (%s)", state.id, describe(exc)
+            )
 
     def _start(
         self, principal: Principal, system: str | None, model: str, new: list[Message]
@@ -378,6 +534,7 @@ class ConversationService:
             },
             key=("id",),
         )
+        state.ticket = self.writer.enqueued
         self._remember(state)
         return state, written
 
@@ -499,6 +656,7 @@ class ConversationService:
     def _retitle(self, state: ConversationState, title: str) -> None:
         state.title = title
         self.writer.update(Conversation, {"id": state.id}, {"title": title})
+        state.ticket = self.writer.enqueued
 
     def _title_later(self, turn: StoredTurn) -> None:
         if not self.settings.conversation_titles or not turn.question:
@@ -521,6 +679,7 @@ class ConversationService:
             return
         state.title = title
         self.writer.update(Conversation, {"id": state.id, "title": fallback}, {"title": title})
+        state.ticket = self.writer.enqueued
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -577,10 +736,13 @@ class ConversationService:
                     .where(Conversation.id == state.id)
                     .values(current_leaf_id=parent)
                 )
+            removal = await self._removing(session)
         for node_id in doomed:
             state.nodes.pop(node_id, None)
         if leaf in doomed:
             state.leaf_id = parent
+        if removal is not None and state.changes == removal - 1:
+            state.changes = removal  # nothing else was recorded meanwhile: still exact
 
     async def page(
         self,
@@ -736,6 +898,9 @@ class ConversationService:
             if state.title is None and question:
                 values["title"] = state.title = fallback_title(question)
             self.writer.update(Conversation, {"id": state.id}, values)
+            state.ticket = self.writer.enqueued
+            if self.shared:  # the caller may go on through another process at once
+                await self._write_now(state)
         return ids
 
     async def remove_message(
@@ -763,7 +928,17 @@ class ConversationService:
                     .where(Conversation.id == conversation_id)
                     .values(current_leaf_id=node.parent_id, updated_at=self.clock.now())
                 )
+            await self._removing(session)
         self.forget(conversation_id)
+
+    async def _removing(self, session: AsyncSession) -> int | None:
+        """Record, in the transaction that takes messages out, that some were: the other
+        processes' cached conversations see the count of changes move (the module's
+        docstring says why a number of messages alone would not do). Its number, where
+        others may share conversations."""
+        if not self.shared:
+            return None
+        return await number(session, Change(), self.clock.now())
 
     async def create(
         self,

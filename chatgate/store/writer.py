@@ -91,8 +91,7 @@ class Amendable:
         where = self._where
         if isinstance(where, tuple):  # an insert: its row is found by these columns
             where = {name: self.values[name] for name in where}
-        self._writer._ops.append(_Update(self._table, where, values))
-        self._writer._nudge()
+        self._writer._append(_Update(self._table, where, values))
 
 
 @dataclass(slots=True)
@@ -137,12 +136,20 @@ class BatchWriter:
         self._bounds = Bounds(db.is_sqlite)
         self._backoff = _Backoff(max(interval, 0.05))
         self.stats = WriterStats()
+        self.enqueued = 0
+        """Writes enqueued so far (inserts and updates): a ticket for the newest of them."""
+        self.settled = 0
+        """The enqueued writes that are done with (written, or set aside as the database refused
+        them) are those numbered up to this: ``enqueued`` taken after a write is settled once
+        ``settled`` reaches it. Writes go out in the order they came (a batch that failed is put
+        back in front), so one number says it. A cache that answers before the database does
+        (``ConversationService``) knows from it whether the database has caught up with it."""
+        self._taking = 0
 
     # ---- enqueue (never awaits; safe in finally blocks of cancelled streams) ----------------
 
     def insert(self, model: type[Base], row: dict[str, Any]) -> None:
-        self._ops.append(_Insert(_table(model), row))
-        self._nudge()
+        self._append(_Insert(_table(model), row))
 
     def insert_amendable(
         self, model: type[Base], row: dict[str, Any], key: tuple[str, ...]
@@ -151,14 +158,12 @@ class BatchWriter:
         find it again in the database (their values must not change)."""
         table = _table(model)
         handle = Amendable(self, table, row, key)
-        self._ops.append(_Insert(table, row))
         self._amendable.append(handle)
-        self._nudge()
+        self._append(_Insert(table, row))
         return handle
 
     def update(self, model: type[Base], where: dict[str, Any], values: dict[str, Any]) -> None:
-        self._ops.append(_Update(_table(model), where, values))
-        self._nudge()
+        self._append(_Update(_table(model), where, values))
 
     def update_amendable(
         self, model: type[Base], where: dict[str, Any], values: dict[str, Any]
@@ -166,9 +171,8 @@ class BatchWriter:
         """Update the rows ``where`` says and keep a handle to change the values later."""
         table = _table(model)
         handle = Amendable(self, table, values, where)
-        self._ops.append(_Update(table, where, values))
         self._amendable.append(handle)
-        self._nudge()
+        self._append(_Update(table, where, values))
         return handle
 
     def add_usage(
@@ -200,6 +204,11 @@ class BatchWriter:
     def pending(self) -> int:
         """Writes not yet in the database, the batch being written included."""
         return len(self._ops) + len(self._usage) + self._in_hand
+
+    def _append(self, op: Op) -> None:
+        self._ops.append(op)
+        self.enqueued += 1
+        self._nudge()
 
     def _nudge(self) -> None:
         if len(self._ops) >= self._max_batch:
@@ -260,13 +269,14 @@ class BatchWriter:
         in the queue (and the error is raised); a row it refuses is set aside."""
         async with self._lock:
             if not self._ops and not self._usage:
+                self.settled = self.enqueued  # nothing waits, and nothing is being written
                 return
             ops = self._take()
             self._in_hand = len(ops)
             try:
                 await self._write(ops)
             except BaseException as exc:
-                if not isinstance(exc, Exception) or _unreachable(exc):
+                if not isinstance(exc, Exception) or unreachable(exc):
                     self._put_back(ops)
                     self._failed(exc)
                     raise
@@ -277,6 +287,7 @@ class BatchWriter:
                     raise
             finally:
                 self._in_hand = 0
+            self.settled = self._taking
             self._succeeded()
 
     def _take(self) -> list[Op]:
@@ -285,6 +296,7 @@ class BatchWriter:
         for handle in self._amendable:
             handle.queued = False
         self._ops, self._usage, self._amendable = [], {}, []
+        self._taking = self.enqueued
         return ops
 
     def _put_back(self, ops: Sequence[Op]) -> None:
@@ -301,7 +313,7 @@ class BatchWriter:
             return  # cancelled: not the database's fault
         stats = self.stats
         stats.flush_failures += 1
-        stats.last_error = _describe(exc)
+        stats.last_error = describe(exc)
         if stats.failing_since is None:
             stats.failing_since = time.monotonic()
             log.error("database writes are failing (%s); retrying", stats.last_error)
@@ -328,11 +340,11 @@ class BatchWriter:
             try:
                 await self._write(bounded[start:end])
             except BaseException as exc:
-                if not isinstance(exc, Exception) or _unreachable(exc):
+                if not isinstance(exc, Exception) or unreachable(exc):
                     self._put_back(bounded[start:])
                     raise
                 if end - start == 1:
-                    self._set_aside(bounded[start], _describe(exc))
+                    self._set_aside(bounded[start], describe(exc))
                 else:
                     middle = (start + end) // 2
                     spans += [(middle, end), (start, middle)]  # the first half goes first
@@ -429,7 +441,7 @@ def _usage_row(key: UsageKey, totals: UsageTotals) -> dict[str, Any]:
     }
 
 
-def _unreachable(exc: BaseException) -> bool:
+def unreachable(exc: BaseException) -> bool:
     """A failure of the database rather than of the rows: locked, down, or its connection
     lost. Any other error is blamed on the rows, so that no row can stop the writer."""
     if isinstance(exc, OperationalError | OSError | TimeoutError):
@@ -437,7 +449,7 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """The kind of error and, for the database's own errors, its first line: never the
     statement's parameters, which SQLAlchemy puts in its message."""
     if isinstance(exc, DBAPIError):

@@ -1,6 +1,7 @@
 """Two ``chatgate serve`` processes on two ports, sharing a PostgreSQL database of their own and
 Redis, behave as one service: limits are exact across them, a conversation and a key are the same
-on both, and a reply started on one is followed on the other, even when the first one dies.
+on both (a conversation asked of each in turn is one path, however fast the turns come), and a
+reply started on one is followed on the other, even when the first one dies.
 
 Skipped, with the reason, when no PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) answers.
 """
@@ -382,6 +383,134 @@ def test_a_reply_whose_instance_is_killed_ends_with_an_error_on_the_other_and_is
             assert [m["id"] for m in messages].count(reply["message_id"]) == 1
     finally:
         victim.stop()
+
+
+# ---- one conversation, asked on both instances in turn ----------------------------------------
+
+
+def _say(client: httpx.Client, conversation: str, text: str, **extra: Any) -> dict[str, Any]:
+    """One turn through the native API, streamed or whole (``stream``); the done event's ids
+    (conversation, reply, question) as soon as the reply is over."""
+    body = {"content": text, **extra}
+    path = f"{API}/conversations/{conversation}/messages"
+    if body.get("stream", True):
+        with client.stream("POST", path, json=body) as r:
+            events = _events(r)
+        assert events[-1].kind == "done", events[-1]
+        return events[-1].data
+    whole = client.post(path, json=body)
+    assert whole.status_code == 200, whole.text
+    return dict(whole.json())
+
+
+def _straight_path(client: httpx.Client, conversation_id: str, questions: list[str]) -> None:
+    """The stored conversation is one path with no branch: each question follows the reply
+    before it, each reply its question, in the order asked, and the last reply is current."""
+    found = _conversation(client, conversation_id)
+    messages = {m["id"]: m for m in found["messages"]}
+    assert len(messages) == 2 * len(questions)
+    path: list[dict[str, Any]] = []
+    current: str | None = found["current_leaf_id"]
+    while current is not None:
+        path.append(messages[current])
+        current = messages[current]["parent_id"]
+    path.reverse()
+    assert len(path) == len(messages)  # every stored message is on the current path
+    assert [m["role"] for m in path] == ["user", "assistant"] * len(questions)
+    assert [m["content"] for m in path[::2]] == questions
+    assert found["current_path"] == [m["id"] for m in path]
+
+
+def test_a_conversation_asked_on_each_instance_in_turn_stays_one_straight_path(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    key = shared.user_key("olivia", daily_requests=50)
+    with _client(pair[0], key) as first, _client(pair[1], key) as second:
+        clients = (first, second)
+        conversation, previous = "new", None
+        questions = [f"question {n}: what comes next?" for n in range(10)]
+        for n, question in enumerate(questions):
+            # A, B, A, B...: each instance has the conversation cached from two turns before.
+            done = _say(clients[n % 2], conversation, question, stream=n % 4 < 2)
+            conversation = done["conversation_id"]
+            asked = _message(clients[(n + 1) % 2], conversation, done["parent_id"])
+            assert asked["content"] == question
+            assert asked["parent_id"] == previous  # the reply just before, made on the other
+            previous = done["message_id"]
+        for client in clients:
+            _straight_path(client, conversation, questions)
+
+
+def test_a_conversation_continued_through_the_openai_route_on_each_instance_in_turn(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    key = shared.user_key("peggy", daily_requests=50)
+    apis = [
+        openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0) for server in pair
+    ]
+    conversation, previous = "new", None
+    questions = [f"question {n}: and then?" for n in range(8)]
+    for n, question in enumerate(questions):
+        ask: dict[str, Any] = {
+            "model": "demo",
+            "messages": [{"role": "user", "content": question}],
+            "extra_body": {"conversation_id": conversation},
+        }
+        api = apis[n % 2]
+        if n % 4 < 2:
+            ids = api.chat.completions.create(**ask).model_extra or {}
+        else:
+            chunks = list(api.chat.completions.create(stream=True, **ask))
+            [ids] = [c.model_extra for c in chunks if "conversation_id" in (c.model_extra or {})]
+        conversation = ids["conversation_id"]
+        with _client(pair[(n + 1) % 2], key) as other:
+            assert _message(other, conversation, ids["parent_id"])["parent_id"] == previous
+        previous = ids["message_id"]
+    for api in apis:
+        api.close()
+    for server in pair:
+        with _client(server, key) as client:
+            _straight_path(client, conversation, questions)
+
+
+def test_messages_taken_out_through_one_instance_are_gone_for_the_other_at_once(
+    shared: Shared, pair: tuple[Serve, Serve]
+) -> None:
+    """The other instance counts as many messages as it holds (two taken out, two added), and
+    still sees that they are not the same ones."""
+    one, other = pair
+    key = shared.user_key("quentin", daily_requests=50)
+    with _client(one, key) as first, _client(other, key) as second:
+        root = _say(first, "new", "the first question")
+        conversation = root["conversation_id"]
+        side = _say(first, conversation, "a side question", parent_id=root["message_id"])
+        kept = _say(first, conversation, "another one", parent_id=root["message_id"])
+        context = first.get(f"{API}/conversations/{conversation}/context").json()
+        assert len(context["messages"]) == 4  # all six are in the first instance's cache now
+
+        for message_id in (side["parent_id"], side["message_id"]):
+            gone = second.delete(f"/v1/conversations/{conversation}/items/msg_{message_id}")
+            assert gone.status_code == 200, gone.text
+        added = _say(second, conversation, "a question on the second")
+        assert _message(second, conversation, added["parent_id"])["parent_id"] == kept["message_id"]
+
+        refused = first.post(
+            f"{API}/conversations/{conversation}/messages",
+            json={"content": "after a message taken out", "parent_id": side["message_id"]},
+        )
+        assert refused.status_code == 404, refused.text
+        context = first.get(f"{API}/conversations/{conversation}/context").json()
+        expected = [root["parent_id"], root["message_id"], kept["parent_id"], kept["message_id"]]
+        expected += [added["parent_id"], added["message_id"]]
+        assert [m["id"] for m in context["messages"]] == expected
+        last = _say(first, conversation, "and on the first again")
+        question = _message(second, conversation, last["parent_id"])
+        assert question["parent_id"] == added["message_id"]
+
+        assert second.delete(f"{API}/conversations/{conversation}").status_code == 204
+        assert first.get(f"{API}/conversations/{conversation}").status_code == 404
+        again = first.post(f"{API}/conversations/{conversation}/messages", json={"content": "?"})
+        assert again.status_code == 404
 
 
 def reply_text_of(question: str) -> str:

@@ -1,9 +1,11 @@
 """``chatgate serve --workers 2``: two processes on one port that keep quotas exact between
-them (through Redis), on PostgreSQL and on SQLite; and no second worker without Redis."""
+them (through Redis), on PostgreSQL and on SQLite, and continue each other's conversations;
+and no second worker without Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
@@ -13,8 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 from serve_process import Serve, chatgate, postgres_database, redis_prefix, serve_env
 from support import free_port, remember
@@ -93,6 +97,78 @@ def test_forty_requests_at_once_against_a_cap_of_ten_get_ten_answers_from_two_wo
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
     assert sum("Finished server process" in line for line in lines) == 2
+
+
+def _turn(url: str, key: str, conversation: str, text: str) -> dict[str, Any]:
+    """One streamed turn on a connection of its own (the kernel picks the worker); the ids of
+    its done event."""
+    path = f"{url}/api/v1/conversations/{conversation}/messages"
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("POST", path, json={"content": text}, headers=auth, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        lines = list(r.iter_lines())
+    assert "event: done" in lines, lines
+    data: dict[str, Any] = orjson.loads(
+        lines[lines.index("event: done") + 1].removeprefix("data: ")
+    )
+    return data
+
+
+def _answered_by(server: Serve, count: int) -> list[str]:
+    """The workers that answered the first ``count`` turns, in order (from the access log)."""
+    deadline = time.monotonic() + 30
+    while True:
+        workers = [
+            worker
+            for worker, _, method, path, _ in ACCESS.findall("\n".join(server.lines()))
+            if method == "POST" and path.endswith("/messages")
+        ]
+        if len(workers) >= count or time.monotonic() > deadline:
+            return workers
+
+
+@pytest.mark.timeout(600)
+def test_a_conversation_whose_turns_two_workers_take_in_turn_stays_one_straight_path(
+    tmp_path: Path,
+) -> None:
+    env = serve_env(
+        tmp_path / "data",
+        redis_url="redis://127.0.0.1:6379/0",
+        redis_prefix=redis_prefix(),
+        access_log="true",
+        default_daily_requests="100",
+        demo_chunk_delay="0",
+        conversation_titles="false",
+    )
+    chatgate(env, "users", "create", "alice")
+    key = remember(chatgate(env, "keys", "create", "--user", "alice").strip())
+    server = Serve(env, tmp_path / "serve.log", "--workers", "2", "--grpc-port", "0")
+    try:
+        server.wait_ready()
+        conversation, previous, questions = "new", None, []
+        # Until each worker has taken a turn after the other's at least twice (the kernel
+        # hands each new connection to either).
+        while len(questions) < 60:
+            questions.append(f"question {len(questions)}")
+            done = _turn(server.url, key, conversation, questions[-1])
+            conversation = done["conversation_id"]
+            tree = httpx.get(
+                f"{server.url}/api/v1/conversations/{conversation}",
+                headers={"Authorization": f"Bearer {key}"},
+            ).json()
+            parents = {m["id"]: m["parent_id"] for m in tree["messages"]}
+            assert parents[done["parent_id"]] == previous
+            assert parents[done["message_id"]] == done["parent_id"]
+            assert len(parents) == 2 * len(questions)  # no branch, nothing lost
+            previous = done["message_id"]
+            workers = _answered_by(server, len(questions))
+            switches = sum(a != b for a, b in itertools.pairwise(workers))
+            if switches >= 4:
+                break
+        assert switches >= 4, workers
+        assert tree["current_leaf_id"] == previous
+    finally:
+        server.stop()
 
 
 def test_two_workers_without_redis_are_refused_in_one_line_naming_the_fix(
