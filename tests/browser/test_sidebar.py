@@ -102,12 +102,17 @@ def test_rename_pin_and_delete_with_undo(page: Page, site: Site) -> None:
     sidebar.get_by_role("button", name="Rename “Third talk”").click()
     title = sidebar.get_by_role("textbox", name="New title")
     title.fill("Renamed talk")
-    title.press("Enter")
+    # The list shows the new title at once; the test reads the stored one once it is saved.
+    with page.expect_response(lambda r: r.request.method == "PATCH" and third in r.url) as saved:
+        title.press("Enter")
+    assert saved.value.ok
     expect(links.first).to_have_text("Renamed talk")
     assert api.get(f"/api/v1/conversations/{third}").json()["title"] == "Renamed talk"
 
     # Pin: the oldest goes on top under "Pinned", and stays there after a reload.
-    sidebar.get_by_role("button", name="Pin “First talk”").click()
+    with page.expect_response(lambda r: r.request.method == "PATCH" and first in r.url) as saved:
+        sidebar.get_by_role("button", name="Pin “First talk”").click()
+    assert saved.value.ok
     pinned = sidebar.locator("[data-group=pinned]")
     expect(pinned.get_by_role("heading")).to_have_text("Pinned")
     expect(pinned.locator(".conv-link")).to_have_text(["First talk"])
