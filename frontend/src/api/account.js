@@ -1,14 +1,9 @@
 /**
- * The account routes of the native API the page uses: logging in and out, who am I, the
+ * The account routes of the native API the page uses: logging out, who am I, the
  * password, one's own API keys and today's usage. Thin wrappers over `request`, so every
  * failure arrives as an `ApiError` with the server's code and message.
  */
 import { request } from './core.js';
-
-/** Log in with the HttpOnly cookie (the page never sees or keeps the token). */
-export function login(username, password) {
-  return request('POST', '/api/v1/auth/login', { username, password, cookie: true });
-}
 
 export function logout() {
   return request('POST', '/api/v1/auth/logout', {});

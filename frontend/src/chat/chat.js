@@ -5,8 +5,14 @@ import { t } from '../i18n/index.js';
 import { conversationId, emit } from '../state.js';
 import { Message, signature } from './message.js';
 import { paintOnScreen } from './markdown-view.js';
-import { TreeView } from './tree.js';
 import * as store from './store.js';
+
+/** The tree view: a chunk of its own, loaded when the tree is first wanted (or pointed at). */
+let TreeView = /** @type {typeof import('./tree.js').TreeView | null} */ (null);
+const loadTree = () =>
+  import('./tree.js').then((m) => {
+    TreeView = m.TreeView;
+  });
 
 /** Unsent text per conversation, so switching away does not lose it. */
 const drafts = new Map();
@@ -134,7 +140,8 @@ export function Chat() {
     ${path.length > 0 && html`<h1 class="sr-only">${conv.title || t('chat.label')}</h1>`}
     ${conv.id && conv.messages.size > 0 && html`<div class="chat-tools">
       <button type="button" class=${`btn btn-tree${hasBranches ? ' has-branches' : ''}`}
-        onClick=${() => setTree(true)}>${t('chat.tree.open')}</button>
+        onPointerEnter=${() => loadTree().catch(() => {})}
+        onClick=${() => loadTree().then(() => setTree(true), () => {})}>${t('chat.tree.open')}</button>
     </div>`}
     <div class="messages" ref=${list} role="log" aria-live="polite" aria-busy=${!conv.loaded || conv.busy()}
       data-ready=${conv.loaded && ready ? '1' : null} data-from=${start} tabindex="0"
@@ -161,6 +168,6 @@ export function Chat() {
       }}>×</button>
     </div>`}
     <${Composer} conv=${conv} v=${v} />
-    ${tree && html`<${TreeView} conv=${conv} v=${v} onShow=${showBranch} onClose=${() => setTree(false)} />`}
+    ${tree && TreeView && html`<${TreeView} conv=${conv} v=${v} onShow=${showBranch} onClose=${() => setTree(false)} />`}
   </section>`;
 }
