@@ -10,6 +10,7 @@ response; errors after it are yielded as ``ErrorEvent`` once the partial reply h
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chatgate.core.accounts import Principal
+from chatgate.core.draining import MESSAGE as SHUTTING_DOWN
 from chatgate.core.draining import Drain
-from chatgate.core.errors import ChatgateError, LimitExceeded
+from chatgate.core.errors import ChatgateError, LimitExceeded, ShuttingDown
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent, Message, Usage
 from chatgate.core.metrics import Metrics
 from chatgate.core.quotas import QuotaService, Reservation
@@ -162,11 +164,30 @@ class ChatService:
                 wants_raw=request.wants_raw,
                 client_usage=request.client_usage,
             )
-            upstream = self.models.stream(route, call, ex.served)
-            async with aclosing(self.drain.pieces(upstream)) as pieces:
-                async for piece in pieces:
-                    ex.add(piece)
-                    yield piece
+            # The drain's steps (``core/draining.py``) are taken here, in the one loop between
+            # the model and the reply, rather than by a generator of their own around it.
+            drain = self.drain
+            reply = drain.enter()
+            try:
+                async with aclosing(self.models.stream(route, call, ex.served)) as pieces:
+                    while not drain.ended:
+                        reply.waiting = True
+                        try:
+                            piece = await anext(pieces)
+                        except StopAsyncIteration:
+                            break
+                        except asyncio.CancelledError:
+                            if not drain.interrupted(reply):
+                                raise
+                            raise ShuttingDown(SHUTTING_DOWN) from None
+                        finally:
+                            reply.waiting = False
+                        ex.add(piece)
+                        yield piece
+                    else:
+                        raise ShuttingDown(SHUTTING_DOWN)
+            finally:
+                drain.leave(reply)
             finish = ex.finish_reason or "stop"
             self._settle(ex, "ok", finish, None)
             if ex.turn is not None and self._written is not None:

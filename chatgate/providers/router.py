@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,7 +36,12 @@ from chatgate.providers.base import Embedder, Provider, UpstreamCall
 from chatgate.providers.demo import DEMO_MODEL, DemoProvider
 from chatgate.providers.openai_compat import OpenAICompatProvider
 from chatgate.providers.responses_relay import PATH as RESPONSES_PATH
-from chatgate.providers.responses_relay import SPEC_KEY, speaks_responses, upstream_body
+from chatgate.providers.responses_relay import (
+    SPEC_KEY,
+    PassthroughSpec,
+    speaks_responses,
+    upstream_body,
+)
 from chatgate.providers.routing import Backoff, DeploymentKey, Health, counts_against
 from chatgate.settings import ModelConfig, ProviderConfig, Settings
 
@@ -55,10 +60,16 @@ READING = "it is still being read"
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """One place a model can be served: a provider and the name it knows the model by."""
+    """One place a model can be served: a provider and the name it knows the model by.
+    ``passes``: the provider takes Responses requests as they are, decided once here when the
+    providers are loaded rather than for every request."""
 
     provider: Provider
     upstream_model: str
+    passes: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passes", speaks_responses(self.provider))
 
     @property
     def key(self) -> DeploymentKey:
@@ -376,6 +387,11 @@ class ModelRegistry:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.routing.request_deadline
         last: ChatgateError | None = None
+        given: dict[str, Any] = call.body
+        spec: PassthroughSpec | None = None
+        if SPEC_KEY in given:  # a Responses request that a deployment may take as it is
+            given = dict(given)
+            spec = given.pop(SPEC_KEY)
         for deployment in route.deployments:
             if last is not None and loop.time() >= deadline:
                 break
@@ -388,10 +404,9 @@ class ModelRegistry:
                 started = judged = False
                 self._in_use[provider] = self._in_use.get(provider, 0) + 1
                 try:
-                    body = dict(call.body, model=deployment.upstream_model)
+                    body = dict(given, model=deployment.upstream_model)
                     path = call.path
-                    spec = body.pop(SPEC_KEY, None)
-                    if spec is not None and speaks_responses(provider):
+                    if spec is not None and deployment.passes:
                         body = upstream_body(spec, body["messages"], deployment.upstream_model)
                         path = RESPONSES_PATH
                     attempt = UpstreamCall(body, path, call.wants_raw, call.client_usage, deadline)
