@@ -20,8 +20,9 @@ to 5 s for the lock; the write-behind queue keeps its rows and retries beyond th
 
 ``/metrics`` shows the whole service, whichever worker answers: the workers record in
 prometheus_client's multiprocess mode, in a directory of the parent's own (made private, named
-to every worker as ``PROMETHEUS_MULTIPROC_DIR``, removed when the parent ends). A worker that
-ends is marked dead there, so that its gauges leave the sums while its counts stay.
+to every worker as ``PROMETHEUS_MULTIPROC_DIR``, removed when the parent ends, or by the workers
+if it was killed). A worker that ends is marked dead there, so that its gauges leave the sums
+while its counts stay.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from types import FrameType
@@ -103,9 +104,35 @@ def _work(
     from chatgate.core.metrics import share_between_workers
 
     logs.setup(settings.log_level, settings.log_format, worker=number)
+    orphaned = _clean_up_when_orphaned(parent, metrics)
     _stop_with_parent(parent)
-    share_between_workers(metrics)
-    serving.run(settings, sock, first=number == 0, ready=lambda: ready.put(number))
+    try:
+        share_between_workers(metrics)
+        serving.run(settings, sock, first=number == 0, ready=lambda: ready.put(number))
+    finally:
+        orphaned()
+
+
+def _clean_up_when_orphaned(parent: int, metrics: str) -> Callable[[], None]:
+    """Have this worker remove the metrics' directory as it ends if the parent was killed (and
+    so could not). A worker still draining keeps its files open, and every file it writes to
+    was made when its app started, so it goes on unharmed.
+
+    uvicorn ends a server told to stop by SIGTERM by raising SIGTERM again once it has drained,
+    with the handler it found in place: this one, which removes the directory and then lets
+    the signal end the process as before."""
+
+    def remove() -> None:
+        if os.getppid() != parent:
+            shutil.rmtree(metrics, ignore_errors=True)
+
+    def on_sigterm(sig: int, frame: FrameType | None) -> None:
+        remove()
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return remove
 
 
 def _stop_with_parent(parent: int) -> None:

@@ -1,6 +1,7 @@
 """``/metrics`` of ``chatgate serve --workers 2`` shows the whole service: requests served by
 either worker are counted in every scrape, whichever worker answers it, and still once a worker
-has died and been replaced; the workers' shared directory is private and goes with the server."""
+has died and been replaced; the workers' shared directory is private and goes with the server,
+even one whose parent was killed."""
 
 from __future__ import annotations
 
@@ -103,6 +104,12 @@ def scrape_both(server: Serve) -> list[Samples]:
     return scrapes
 
 
+def metrics_directory(pid: int) -> Path:
+    """Where a worker keeps its metrics, as its environment names it."""
+    environment = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    return Path(dict(e.split("=", 1) for e in environment if "=" in e)["PROMETHEUS_MULTIPROC_DIR"])
+
+
 def worker_pids(server: Serve) -> dict[str, int]:
     """The pid of each worker, the latest started."""
     return {w: int(pid) for w, pid in STARTED.findall("\n".join(server.lines()))}
@@ -126,13 +133,7 @@ def test_a_dead_workers_requests_stay_counted_and_its_files_go_with_the_server(
 ) -> None:
     server, key = workers
     pids = worker_pids(server)
-    directory = Path(
-        dict(
-            entry.split("=", 1)
-            for entry in Path(f"/proc/{pids['1']}/environ").read_text().split("\0")
-            if "=" in entry
-        )["PROMETHEUS_MULTIPROC_DIR"]
-    )
+    directory = metrics_directory(pids["1"])
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     sent = serve_on_both(server, key)
     assert {scrape(server)[OK] for _ in range(4)} == {sent}
@@ -151,4 +152,20 @@ def test_a_dead_workers_requests_stay_counted_and_its_files_go_with_the_server(
 
     server.stop()
     assert server.proc.returncode == 0
+    assert not directory.exists()
+
+
+@pytest.mark.timeout(600)
+def test_the_workers_remove_the_metrics_directory_when_their_parent_is_killed(
+    workers: tuple[Serve, str],
+) -> None:
+    server, _ = workers
+    pids = worker_pids(server)
+    directory = metrics_directory(pids["0"])
+    assert directory.is_dir()
+    server.kill()
+    deadline = time.monotonic() + 120
+    while any(Path(f"/proc/{pid}").exists() for pid in pids.values()):
+        assert time.monotonic() < deadline, "\n".join(server.lines())
+        time.sleep(0.2)
     assert not directory.exists()
