@@ -91,7 +91,9 @@ class Amendable:
         where = self._where
         if isinstance(where, tuple):  # an insert: its row is found by these columns
             where = {name: self.values[name] for name in where}
-        self._writer._append(_Update(self._table, where, values))
+        self._writer._ops.append(_Update(self._table, where, values))
+        self._writer.enqueued += 1
+        self._writer._nudge()
 
 
 @dataclass(slots=True)
@@ -149,7 +151,9 @@ class BatchWriter:
     # ---- enqueue (never awaits; safe in finally blocks of cancelled streams) ----------------
 
     def insert(self, model: type[Base], row: dict[str, Any]) -> None:
-        self._append(_Insert(_table(model), row))
+        self._ops.append(_Insert(_table(model), row))
+        self.enqueued += 1
+        self._nudge()
 
     def insert_amendable(
         self, model: type[Base], row: dict[str, Any], key: tuple[str, ...]
@@ -158,12 +162,16 @@ class BatchWriter:
         find it again in the database (their values must not change)."""
         table = _table(model)
         handle = Amendable(self, table, row, key)
+        self._ops.append(_Insert(table, row))
+        self.enqueued += 1
         self._amendable.append(handle)
-        self._append(_Insert(table, row))
+        self._nudge()
         return handle
 
     def update(self, model: type[Base], where: dict[str, Any], values: dict[str, Any]) -> None:
-        self._append(_Update(_table(model), where, values))
+        self._ops.append(_Update(_table(model), where, values))
+        self.enqueued += 1
+        self._nudge()
 
     def update_amendable(
         self, model: type[Base], where: dict[str, Any], values: dict[str, Any]
@@ -171,8 +179,10 @@ class BatchWriter:
         """Update the rows ``where`` says and keep a handle to change the values later."""
         table = _table(model)
         handle = Amendable(self, table, values, where)
+        self._ops.append(_Update(table, where, values))
+        self.enqueued += 1
         self._amendable.append(handle)
-        self._append(_Update(table, where, values))
+        self._nudge()
         return handle
 
     def add_usage(
@@ -204,11 +214,6 @@ class BatchWriter:
     def pending(self) -> int:
         """Writes not yet in the database, the batch being written included."""
         return len(self._ops) + len(self._usage) + self._in_hand
-
-    def _append(self, op: Op) -> None:
-        self._ops.append(op)
-        self.enqueued += 1
-        self._nudge()
 
     def _nudge(self) -> None:
         if len(self._ops) >= self._max_batch:
