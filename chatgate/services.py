@@ -19,7 +19,7 @@ from chatgate.core.draining import Drain
 from chatgate.core.embeddings import EmbeddingService
 from chatgate.core.invites import Invites
 from chatgate.core.jwts import JwtCodec
-from chatgate.core.logins import FailedLoginLimiter, LoginService, login_limiter
+from chatgate.core.logins import LoginService, login_limiter
 from chatgate.core.metrics import Metrics, metrics_for_process
 from chatgate.core.partial_replies import PartialReplies
 from chatgate.core.quota_backends import QuotaBackend
@@ -155,8 +155,13 @@ class Services:
     def signup(self) -> SignupService:
         """Sign-up and its invites; failed attempts are limited like failed logins."""
         settings = self.settings
-        limiter = FailedLoginLimiter(
-            settings.login_max_failures, settings.login_window_seconds, self.clock.now
+        limiter = login_limiter(
+            settings.login_max_failures,
+            settings.login_window_seconds,
+            self.clock.now,
+            redis_url=settings.redis_url,
+            prefix=settings.redis_prefix,
+            kind="signup",
         )
         invites = Invites(self.db, self.accounts.audit, self.clock.now)
         return SignupService(
@@ -180,6 +185,8 @@ class Services:
         await self.quotas.drain()
         await self.quotas.close()
         await self.logins.limiter.close()
+        if "signup" in self.__dict__:  # made on first use
+            await self.signup.limiter.close()
         await self.writer.stop()
         await self.db.close()
 

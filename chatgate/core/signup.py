@@ -24,7 +24,7 @@ from chatgate.core.accounts import AccountService, UserInfo, user_info, validate
 from chatgate.core.audit import Actor
 from chatgate.core.errors import Conflict, InvalidRequest, InviteRefused, SignupClosed
 from chatgate.core.invites import Invites
-from chatgate.core.logins import FailedLoginLimiter
+from chatgate.core.logins import LoginLimiter
 from chatgate.store.db import Database
 from chatgate.store.tables import SiteSetting, User
 
@@ -42,14 +42,14 @@ class SignupService:
         accounts: AccountService,
         invites: Invites,
         start_mode: Mode,
-        limiter: FailedLoginLimiter,
+        limiter: LoginLimiter,
         clock: Callable[[], float],
     ) -> None:
         self._db = db
         self._accounts = accounts
         self.invites = invites
         self._start_mode = start_mode
-        self._limiter = limiter
+        self.limiter = limiter
         self._now = clock
 
     async def mode(self) -> Mode:
@@ -87,7 +87,7 @@ class SignupService:
             raise SignupClosed("Sign-up is off; ask an administrator for an account.")
         if mode == "invite" and not invite:
             raise InviteRefused("Sign-up needs an invite code.", "invite_required")
-        attempt = self._limiter.begin("signup:" + username[:64], address)
+        attempt = await self.limiter.take("signup:" + username[:64], address)
         validate_username(username)
         digest = await self._accounts.passwords.hash(password)
         try:
@@ -119,6 +119,6 @@ class SignupService:
                 info = user_info(user)
         except IntegrityError:  # the same name signed up at the same moment
             raise Conflict(f"user {username!r} already exists") from None
-        attempt.succeeded()
+        await attempt.succeeded()
         log.info("user %s signed up (%s)", username, info.status)
         return info

@@ -24,13 +24,15 @@ MAX_FAILURES = 4
 
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[Serve, Serve]]:
-    """Two servers on one database (as on one machine) and one Redis, allowing 4 failures."""
+    """Two servers on one database (as on one machine) and one Redis, allowing 4 failures,
+    with sign-up by invite."""
     env = serve_env(
         tmp_path / "data",
         redis_url=REDIS,
         redis_prefix=redis_prefix(),
         login_max_failures=str(MAX_FAILURES),
         login_window_seconds="600",
+        signup="invite",
     )
     created = subprocess.run(
         [sys.executable, "-m", "chatgate", "users", "create", "alice", "--password-stdin"],
@@ -117,3 +119,17 @@ def test_parallel_guesses_on_two_servers_cannot_exceed_the_limit(
 ) -> None:
     statuses = asyncio.run(_guesses_at_once(two_servers, 12))
     assert Counter(statuses) == {401: MAX_FAILURES, 429: 12 - MAX_FAILURES}
+
+
+@pytest.mark.timeout(400)
+def test_invite_codes_guessed_on_two_servers_are_refused_after_the_limit_in_total(
+    two_servers: tuple[Serve, Serve],
+) -> None:
+    servers = itertools.cycle(two_servers)
+    codes = []
+    for n in range(MAX_FAILURES + 2):
+        body = {"username": f"guess{n}", "password": PASSWORD, "invite": f"inv-guess-{n}"}
+        with httpx.Client(timeout=60) as client:
+            codes.append(client.post(next(servers).url + "/api/v1/auth/signup", json=body))
+    assert [c.status_code for c in codes] == [403] * MAX_FAILURES + [429, 429]
+    assert codes[-1].json()["error"]["code"] == "too_many_attempts"
