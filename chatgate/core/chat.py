@@ -165,27 +165,28 @@ class ChatService:
                 client_usage=request.client_usage,
             )
             # The drain's steps (``core/draining.py``) are taken here, in the one loop between
-            # the model and the reply, rather than by a generator of their own around it.
+            # the model and the reply, rather than by a generator of their own around it: the
+            # reply waits for the model only inside ``async for`` (``waiting``), so a
+            # cancellation there at the deadline comes out of it, and nowhere else.
             drain = self.drain
             reply = drain.enter()
             try:
                 async with aclosing(self.models.stream(route, call, ex.served)) as pieces:
-                    while not drain.ended:
-                        reply.waiting = True
-                        try:
-                            piece = await anext(pieces)
-                        except StopAsyncIteration:
-                            break
-                        except asyncio.CancelledError:
-                            if not drain.interrupted(reply):
-                                raise
-                            raise ShuttingDown(SHUTTING_DOWN) from None
-                        finally:
-                            reply.waiting = False
+                    if drain.ended:
+                        raise ShuttingDown(SHUTTING_DOWN)
+                    reply.waiting = True
+                    async for piece in pieces:
+                        reply.waiting = False
                         ex.add(piece)
                         yield piece
-                    else:
-                        raise ShuttingDown(SHUTTING_DOWN)
+                        if drain.ended:
+                            raise ShuttingDown(SHUTTING_DOWN)
+                        reply.waiting = True
+                    reply.waiting = False
+            except asyncio.CancelledError:
+                if not drain.interrupted(reply):
+                    raise
+                raise ShuttingDown(SHUTTING_DOWN) from None
             finally:
                 drain.leave(reply)
             finish = ex.finish_reason or "stop"
