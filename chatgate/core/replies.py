@@ -181,6 +181,10 @@ class Replies:
                 model=model,
                 created_at=time.time(),
             )
+            if self.written is not None and turn is not None:
+                # The question is stored before the reply exists anywhere: if this instance
+                # dies, whoever takes the reply over has a place to keep its text.
+                await self._write_behind_now(job)
             await self.store.create(job.info, self.running_ttl)
             await self.store.hold(job.reply_id, self.lease)
             job.holding = asyncio.create_task(self._hold(job))
@@ -234,12 +238,18 @@ class Replies:
         if job.info is None or job.ending:
             return
         job.ending = True
-        if self.written is not None:
-            try:
-                await self.written()
-            except Exception as exc:  # written behind, as without it
-                log.warning("reply %s is told ended before it is written (%s)", job.reply_id, exc)
+        await self._write_behind_now(job)
         await self.store.end(job.reply_id, kind, data, finish_reason, self.keep)
+
+    async def _write_behind_now(self, job: _Job) -> None:
+        """Where other instances may take a reply over (``written`` is set), write what is
+        queued now; if the database cannot, it stays queued and is written behind, as without."""
+        if self.written is None:
+            return
+        try:
+            await self.written()
+        except Exception as exc:
+            log.warning("reply %s goes on before its messages are written (%s)", job.reply_id, exc)
 
     def _cancelled(self, job: _Job) -> dict[str, Any]:
         """The ``done`` event of a stopped reply: its partial text was stored as the core

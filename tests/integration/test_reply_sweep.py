@@ -93,10 +93,13 @@ def upstream() -> Iterator[FaultyUpstream]:
 
 
 def _victim(shared: Shared, upstream: FaultyUpstream) -> Serve:
-    """An instance whose model is ``upstream``, to be killed in the middle of a reply."""
+    """An instance whose model is ``upstream``, to be killed in the middle of a reply. Its
+    writer would write what it queued only after an hour: the question is in the database
+    because a reply others may take over is not started before it is."""
     env = shared.env(
         "victim",
         replies__lease_seconds=LEASE,
+        usage_flush_seconds="3600",
         openai_base_url=upstream.base_url,
         openai_api_key="sk-upstream",
     )
