@@ -212,6 +212,22 @@ class StoredTurn:
     """The stand-in title this exchange gave the conversation, for the model's to replace."""
     leaf_write: Amendable
     """The write that made the question the current message, for the reply to take over."""
+    continued: Node | None = None
+    """The reply cut at the token limit this exchange goes on with (``ContinueRequest``): the
+    stored reply is its text followed by this exchange's."""
+
+
+@dataclass(slots=True)
+class ContinueRequest(ChatRequest):
+    """Go on with the reply ``continue_id``, which ended with ``finish_reason`` ``length``.
+
+    The upstream gets the path up to and including that reply as its last message (as OpenAI-
+    compatible servers continue a final assistant message), and the continued reply is kept as
+    a new sibling holding the old text and the new: messages are never changed in place (the
+    module's docstring relies on it). A class of its own, so ordinary turns pay nothing for it.
+    """
+
+    continue_id: str = ""
 
 
 class ConversationService:
@@ -406,6 +422,8 @@ class ConversationService:
         new = [m for m in request.messages if m.get("role") not in _SYSTEM_ROLES]
         system = request.system or ("\n\n".join(system_parts) if system_parts else None)
         if not new and not request.regenerate:
+            if isinstance(request, ContinueRequest):
+                return await self._continue(principal, request, route)
             raise InvalidRequest("There is no message to send.", param="messages")
         if request.conversation_id == NEW:
             if request.regenerate:
@@ -467,7 +485,10 @@ class ConversationService:
         now = self.clock.now()
         leaf = turn.user_message_id
         if text or finish_reason not in ("cancelled", "error"):
-            node = Node(turn.reply_id, leaf, "assistant", text, usage.completion_tokens)
+            tokens, continued = usage.completion_tokens, turn.continued
+            if continued is not None:
+                text, tokens = continued.content + text, continued.tokens + tokens
+            node = Node(turn.reply_id, leaf, "assistant", text, tokens)
             state.nodes[node.id] = node
             self.writer.insert(
                 StoredMessage,
@@ -487,9 +508,61 @@ class ConversationService:
             leaf = node.id
             if turn.auto_title is not None and text:
                 self._title_later(turn)
+        elif turn.continued is not None:  # nothing came: the cut reply stays the current one
+            leaf = turn.continued.id
         state.leaf_id, state.model = leaf, model
         turn.leaf_write.amend({"current_leaf_id": leaf, "updated_at": now, "model": model})
         state.ticket = self.writer.enqueued
+
+    async def _continue(
+        self, principal: Principal, request: ContinueRequest, route: ModelRoute
+    ) -> StoredTurn:
+        """``begin`` for a ``ContinueRequest``: the cut reply stays the current message until
+        the continued one is stored, and the context ends with the cut reply itself."""
+        if request.conversation_id == NEW:
+            raise InvalidRequest("A new conversation has nothing to continue.", param="continue")
+        assert request.conversation_id is not None
+        state = await self.owned(principal, request.conversation_id, write=True)
+        cut = state.nodes.get(request.continue_id)
+        if cut is None or cut.role != "assistant":
+            raise InvalidRequest(
+                f"No reply with id {request.continue_id!r} in this conversation to continue.",
+                param="continue",
+            )
+        if await self._finish_reason(state, cut.id) != "length":
+            raise InvalidRequest(
+                "Only a reply cut at the token limit (finish_reason length) can be continued.",
+                param="continue",
+            )
+        history = [n for n in state.path(cut.id) if n.role in CONTEXT_ROLES][:-1]
+        now = self.clock.now()
+        state.leaf_id = cut.id
+        leaf = {"current_leaf_id": cut.id, "updated_at": now, "model": route.name}
+        leaf_write = self.writer.update_amendable(Conversation, {"id": state.id}, leaf)
+        state.ticket = self.writer.enqueued
+        last: list[Message] = [{"role": "assistant", "content": cut.content}]
+        system = request.system or state.system_prompt
+        messages = self._context(system, history, last, route, request.params)
+        return StoredTurn(
+            state.id,
+            cut.parent_id,
+            request.reply_id or new_id(),
+            messages,
+            state,
+            route,
+            "",
+            None,
+            leaf_write,
+            cut,
+        )
+
+    async def _finish_reason(self, state: ConversationState, message_id: str) -> str | None:
+        """How the stored message ``message_id`` ended (its writes awaited first)."""
+        await self._write_now(state)
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(StoredMessage.finish_reason).where(StoredMessage.id == message_id)
+            )
 
     async def _written(self, turn: Turn) -> None:
         """``written``, where others may share conversations: the client may ask another

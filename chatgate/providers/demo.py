@@ -1,8 +1,9 @@
 """The built-in demo model: no network, deterministic, and shaped like a real reply.
 
 It answers with a little markdown (a list and a code block) that mentions the question, word by
-word, honouring ``max_tokens`` (finish_reason ``length``), ``stop`` and tool calls. The same plan
-drives the in-process provider here and the stand-alone ``chatgate demo-upstream`` server.
+word, honouring ``max_tokens`` (finish_reason ``length``), ``stop`` and tool calls. When the
+messages end in an assistant's, it goes on with that reply from where its text stops. The same
+plan drives the in-process provider here and the stand-alone ``chatgate demo-upstream`` server.
 """
 
 from __future__ import annotations
@@ -149,6 +150,28 @@ def _tool_call(body: dict[str, Any], question: str) -> list[dict[str, Any]]:
     ]
 
 
+def _cut_reply(body: dict[str, Any]) -> str | None:
+    """The text of the assistant message the conversation ends in, if it does: a reply to go on
+    with (as OpenAI-compatible servers continue a final assistant message)."""
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "assistant":
+        return message_text(messages[-1])
+    return None
+
+
+def continuation(question: str, partial: str) -> str:
+    """What follows ``partial`` in the answer to ``question``: the rest of the planned answer
+    when ``partial`` is its beginning (nothing when it is all of it), else the whole planned
+    answer after a blank line."""
+    text = compose_reply(question)
+    if text.startswith(partial):
+        return text[len(partial) :]
+    stripped = partial.rstrip()
+    if text.startswith(stripped):  # an upstream that trimmed the cut reply's last space
+        return text[len(stripped) :]
+    return "\n\n" + text
+
+
 def plan(body: dict[str, Any]) -> DemoPlan:
     """Decide the whole reply up front: pieces, finish reason and token counts."""
     question, tool_result = _question(body)
@@ -156,7 +179,10 @@ def plan(body: dict[str, Any]) -> DemoPlan:
         prompt_tokens = estimate_tokens(question)
     else:
         prompt_tokens = estimate_messages(body.get("messages") or [])
-    if tool_result is None:
+    partial = None if "prompt" in body else _cut_reply(body)
+    if partial is not None:
+        text = continuation(question, partial)
+    elif tool_result is None:
         calls = _tool_call(body, question)
         if calls:
             return DemoPlan([], "tool_calls", prompt_tokens, calls)

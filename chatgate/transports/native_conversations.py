@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from chatgate.core.accounts import Principal
 from chatgate.core.conversation_queries import ConversationSummary, ConversationTree, MessageView
-from chatgate.core.conversations import ContextPreview
+from chatgate.core.conversations import ContextPreview, ContinueRequest
 from chatgate.core.errors import InvalidRequest, PayloadTooLarge
 from chatgate.core.events import ChatEvent, ChatRequest, Delta, Done, ErrorEvent
 from chatgate.core.replies import done_data
@@ -227,11 +227,22 @@ class Ask(Incoming):
 
 
 class MessageIn(Ask):
-    content: str = Field(min_length=1)
+    """A question (``content``), or ``continue``: the id of a reply cut at the token limit to
+    go on with, the new text streamed and kept with the old as a new version of that reply."""
+
+    content: str | None = Field(default=None, min_length=1)
     parent_id: str | None = Field(
         default=None, max_length=64, description="answer after this message (default: the leaf)"
     )
     system: str | None = Field(default=None, description="system prompt of a new conversation")
+    continue_id: str | None = Field(
+        default=None,
+        alias="continue",
+        min_length=1,
+        max_length=64,
+        description="continue this reply (finish_reason `length`) instead of asking; "
+        "no `content`, `parent_id` or `system` with it",
+    )
 
 
 class EditIn(Ask):
@@ -422,7 +433,13 @@ async def post_message(
     conversation_id: str, body: MessageIn, request: Request, caller: Caller
 ) -> Response:
     """Send a message (as a child of ``parent_id``, or of the leaf) and get the reply;
-    ``new`` as the id starts a conversation."""
+    ``new`` as the id starts a conversation. With ``continue`` instead of ``content``, go on
+    with a reply cut at the token limit: the reply streams only the new text, and the message
+    it is stored as (``message_id``) holds the old text and the new."""
+    if body.continue_id is not None:
+        return await _continue(request, caller, conversation_id, body, body.continue_id)
+    if body.content is None:
+        raise InvalidRequest("Send the message as content (or continue a reply).", param="content")
     check_sizes(services_of(request).settings, content=body.content, system=body.system)
     message = {"role": "user", "content": body.content}
     return await _exchange(
@@ -433,6 +450,19 @@ async def post_message(
         [message],
         parent_id=body.parent_id,
         system=body.system,
+    )
+
+
+async def _continue(
+    request: Request, caller: Principal, conversation_id: str, body: MessageIn, reply_id: str
+) -> Response:
+    extra = [name for name in ("content", "parent_id", "system") if getattr(body, name) is not None]
+    if extra:
+        raise InvalidRequest(
+            f"continue goes on with the reply itself: leave out {extra[0]}.", param=extra[0]
+        )
+    return await _exchange(
+        request, caller, conversation_id, body, [], kind=ContinueRequest, continue_id=reply_id
     )
 
 
@@ -469,6 +499,7 @@ async def _exchange(
     conversation_id: str,
     ask: Ask,
     messages: list[dict[str, Any]],
+    kind: type[ChatRequest] = ChatRequest,
     **place: Any,
 ) -> Response:
     """The reply, made as it is sent: from then on the client leaving cancels the upstream call
@@ -477,7 +508,7 @@ async def _exchange(
         raise InvalidRequest("A resumable reply is streamed.", param="resumable")
     services = services_of(request)
     model = await services.conversations.model_for(caller, conversation_id, ask.model)
-    chat = ChatRequest(
+    chat = kind(
         model=model,
         messages=messages,
         stream=ask.stream,

@@ -1,6 +1,7 @@
 """What a model says cannot act in the page: markup, script, script links and remote images in
 a reply are shown harmlessly and load nothing. And when a reply ends badly the page says so
-plainly: an upstream failure on the reply itself with a retry, a filtered or cut reply too."""
+plainly: an upstream failure on the reply itself with a retry, a filtered reply too, and a cut
+reply offers to continue, growing in its own bubble."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from browsing import USER, Site, login
 from faulty_upstream import FaultyUpstream, cut_after, finish, garbage_after
 from playwright.sync_api import Page
 from test_chat_reply import REPLY, ask
+
+from chatgate.providers.demo import compose_reply
 
 HOSTILE = (
     '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>\n\n'
@@ -100,15 +103,40 @@ def test_a_filtered_reply_says_so(page: Page, site: Site, upstream: FaultyUpstre
     assert "content filter" in reply.locator(".status-warn").inner_text()
 
 
-def test_a_reply_cut_at_the_token_limit_offers_to_continue(
+def test_continue_grows_the_cut_reply_in_its_own_bubble_with_no_new_question(
     page: Page, site: Site, upstream: FaultyUpstream
 ) -> None:
-    upstream.enqueue(finish("length"))
+    # The upstream answers as the demo model does, which goes on with the reply it is given.
+    api = site.api()
+    conversation = api.post("/api/v1/conversations", json={"max_tokens": 30}).json()["id"]
     login(page, *USER)
+    page.goto(f"/c/{conversation}")
     ask(page, "Write a lot")
     cut = page.locator(f'{REPLY}[data-finish="length"]')
     cut.wait_for()
-    cut.locator(".act-continue").click()
-    page.locator(f'{REPLY}[data-finish="stop"]').wait_for()
-    assert page.locator("article.msg-user").count() == 2
-    assert page.locator(REPLY).count() == 2
+    before = cut.locator(".md").inner_text()
+    assert "Continue" in cut.locator(".act-continue").inner_text()
+
+    shown = cut.get_attribute("data-id")
+    for ending in ("length", "stop"):  # 30 words more, then the rest of the 79
+        page.locator(f"{REPLY} .act-continue").click()
+        done = page.locator(
+            f'{REPLY}[data-finish="{ending}"]:not([data-streaming]):not([data-id="{shown}"])'
+            ':not([data-id^="tmp-"])'
+        )
+        done.wait_for()
+        after = done.locator(".md").inner_text()
+        assert after.startswith(before.rstrip()) and len(after) > len(before)
+        assert page.locator(REPLY).count() == 1
+        assert page.locator("article.msg-user").count() == 1
+        before, shown = after, done.get_attribute("data-id")
+
+    assert before.count('You asked: "Write a lot"') == 1
+    assert "to use your own upstream." in before
+    stored = api.get(f"/api/v1/conversations/{conversation}").json()
+    by_id = {m["id"]: m for m in stored["messages"]}
+    assert [by_id[i]["role"] for i in stored["current_path"]] == ["user", "assistant"]
+    assert by_id[stored["current_path"][1]]["content"] == compose_reply("Write a lot")
+    assert stored["current_path"][1] == shown
+    last = upstream.chat_requests()[-1].body["messages"][-1]
+    assert last["role"] == "assistant" and not last["content"].endswith("upstream.")

@@ -1,5 +1,5 @@
 // The chat's routes: conversations with their trees, sending and branching (streamed, resumable
-// replies), reattaching to a running reply, stopping one, switching branch.
+// replies, continuing a cut one), reattaching to a running reply, stopping one, switching branch.
 import { request, sse } from './core.js';
 
 const C = '/api/v1/conversations';
@@ -29,6 +29,16 @@ export function sendMessage(conversation, body, on, opts) {
 export function regenerate(conversation, messageId, params, on, opts) {
   const path = `${C}/${encodeURIComponent(conversation)}/messages/${encodeURIComponent(messageId)}/regenerate`;
   return sse('POST', path, { ...params, stream: true, resumable: true }, on, opts);
+}
+
+/**
+ * Go on with the reply `messageId`, cut at the token limit: only the new text streams, and the
+ * reply is stored as a new version of it holding the old text and the new.
+ * @param {string} conversation @param {string} messageId @param {Record<string, unknown>} params @param {OnEvent} on @param {Opts} [opts]
+ */
+export function continueReply(conversation, messageId, params, on, opts) {
+  const path = `${C}/${encodeURIComponent(conversation)}/messages`;
+  return sse('POST', path, { ...params, continue: messageId, stream: true, resumable: true }, on, opts);
 }
 
 /** @param {string} conversation @param {string} messageId @param {string} content @param {Record<string, unknown>} params @param {OnEvent} on @param {Opts} [opts] */

@@ -101,7 +101,7 @@ function Reply({ conv, msg, eager, onGrow, sig }) {
     status = html`<div class="status status-warn">
       <span>${t('chat.length')}</span>
       <button type="button" class="btn act-continue" disabled=${conv.running}
-        onClick=${() => store.ask(conv, t('chat.continue.prompt'), msg.id).catch(() => {})}>${t('chat.continue')}</button>
+        onClick=${() => store.continueReply(conv, msg.id)}>${t('chat.continue')}</button>
     </div>`;
   } else if (msg.finish_reason === 'content_filter') {
     status = html`<div class="status status-warn" role="status">${t('chat.filtered')}</div>`;

@@ -10,7 +10,7 @@ import { emit, navigate, conversationId } from '../state.js';
 
 /**
  * @typedef {{
- *   replyId: string | null, lastId: number, text: string, running: boolean,
+ *   replyId: string | null, lastId: number, text: string, base: number, running: boolean,
  *   abort: AbortController, listeners: Set<(text: string) => void>, onEnd: Set<() => void>,
  * }} Stream
  * @typedef {{
@@ -220,6 +220,7 @@ function newStream() {
     replyId: null,
     lastId: 0,
     text: '',
+    base: 0, // the length of the text that was there before (a continued reply's old text)
     running: true,
     abort: new AbortController(),
     listeners: new Set(),
@@ -338,7 +339,8 @@ function end(c, key, stream, finish, error, storedId) {
     m.content = stream.text;
     m.finish_reason = finish;
     m.error = error;
-    if (storedId === null && !stream.text) c.remove(key); // stopped before anything came
+    // stopped before anything came
+    if (storedId === null && stream.text.length === stream.base) c.remove(key);
   }
   for (const fn of stream.onEnd) fn();
   c.bump();
@@ -404,6 +406,37 @@ export async function regenerate(c, questionId) {
     c.notice = e instanceof Error ? e.message : String(e);
     c.bump();
   }
+}
+
+/**
+ * Go on with the reply `id`, cut at the token limit, in the same place: the continued reply
+ * (stored as a new version of it, old text and new) starts with the cut text and grows, and no
+ * question is asked. @param {Conv} c @param {string} id
+ */
+export async function continueReply(c, id) {
+  const cut = c.messages.get(id);
+  if (!cut || !c.id) return;
+  const aid = `tmp-a-${++counter}`;
+  const stream = newStream();
+  stream.text = cut.content;
+  stream.base = cut.content.length;
+  c.notice = null;
+  c.add(reply(aid, cut.parent_id, stream, cut.model));
+  c.leaf = aid;
+  c.bump();
+  const p = params(c);
+  try {
+    await follow(c, aid, stream, (on, opts) =>
+      api.continueReply(/** @type {string} */ (c.id), id, p, on, opts),
+    );
+  } catch (e) {
+    c.remove(aid);
+    c.notice = e instanceof Error ? e.message : String(e);
+  }
+  // Refused, or stopped before anything came: nothing was kept, so the cut reply shows again.
+  const kept = [...c.messages.values()].some((m) => m.stream === stream);
+  if (!kept && c.messages.has(id)) showBranch(c, id);
+  else c.bump();
 }
 
 /** A changed question beside `questionId`, and its reply. @param {Conv} c @param {string} questionId @param {string} content */
