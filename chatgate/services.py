@@ -146,7 +146,7 @@ class Services:
             logins=logins,
             usage_queries=usage_queries,
             embeddings=EmbeddingService(models, quotas, usage, metrics, settings),
-            responses=ResponseState(db, writer, clock),
+            responses=ResponseState(db, writer, clock, shared=conversations.shared),
             changes=changes,
             drain=drain,
         )

@@ -436,9 +436,10 @@ class _Watched(Response):
             await self.inner(scope, receive, send)
 
 
-def _run_of(request: Request, principal: Principal, resp_id: str) -> Run | None:
-    """A run of the caller's (an administrator may read anyone's, as with conversations)."""
-    run = services_of(request).responses.runs.get(resp_id)
+async def _run_of(request: Request, principal: Principal, resp_id: str) -> Run | None:
+    """A run of the caller's (an administrator may read anyone's, as with conversations); a
+    finished one only while it is stored (``core.response_store`` says why)."""
+    run = await services_of(request).responses.run(resp_id)
     if run is not None and run.user_id != principal.user_id and not principal.is_admin:
         raise NotFound(f"No response with id {resp_id!r}.", param="response_id")
     return run
@@ -493,7 +494,7 @@ async def retrieve_response(request: Request) -> Response:
         resp_id = request.path_params["response_id"]
         stream = request.query_params.get("stream", "false").lower() == "true"
         after = _starting_after(request)
-        run = _run_of(request, principal, resp_id)
+        run = await _run_of(request, principal, resp_id)
         if run is not None:
             if stream:
                 return _Watched(SSEResponse(_follow(run, after)))
@@ -514,7 +515,7 @@ async def delete_response(request: Request) -> Response:
         resp_id = request.path_params["response_id"]
         message_id = message_id_of(resp_id)
         services = services_of(request)
-        run = _run_of(request, principal, resp_id)
+        run = await _run_of(request, principal, resp_id)
         if run is not None and not run.finished:
             if run.task is None:
                 raise Conflict("The response is still being written; delete it once it ends.")
@@ -545,7 +546,7 @@ async def cancel_response(request: Request) -> Response:
     try:
         principal = await authenticate(request)
         resp_id = request.path_params["response_id"]
-        run = _run_of(request, principal, resp_id)
+        run = await _run_of(request, principal, resp_id)
         if run is not None and run.background:
             await _stop(run)
             return json_response(run.response)
