@@ -21,7 +21,7 @@ import orjson
 import pytest
 import redis
 from faulty_upstream import FaultyUpstream, stall_after
-from serve_process import REDIS, Serve, postgres_database, redis_prefix
+from serve_process import REDIS, Serve
 from test_two_instances import (
     API,
     NO_GRPC,
@@ -35,6 +35,7 @@ from test_two_instances import (
     _message,
     _text,
     reply_text_of,
+    shared_service,
 )
 
 from chatgate.providers.demo import plan
@@ -51,18 +52,8 @@ TAKEN_OVER = "lost its producer: kept as it stood"
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    prefix = redis_prefix()
-    with postgres_database() as database_url:
-        try:
-            found = Shared(tmp_path_factory.mktemp("sweep"), database_url, prefix)
-            found.chatgate("db", "upgrade")
-            yield found
-        finally:
-            client = redis.Redis.from_url(REDIS)
-            keys = list(client.scan_iter(match=prefix + "*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+    with shared_service(tmp_path_factory.mktemp("sweep")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-import redis
-from serve_process import REDIS, Serve, postgres_database, redis_prefix
-from test_two_instances import Shared
+from serve_process import Serve
+from test_two_instances import Shared, shared_service
 
 NO_GRPC = ("--grpc-port", "0")
 
@@ -23,18 +22,8 @@ pytestmark = pytest.mark.timeout(600)  # two processes start, on a busy machine 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    prefix = redis_prefix()
-    with postgres_database() as database_url:
-        try:
-            found = Shared(tmp_path_factory.mktemp("responses"), database_url, prefix)
-            found.chatgate("db", "upgrade")
-            yield found
-        finally:
-            client = redis.Redis.from_url(REDIS)
-            keys = list(client.scan_iter(match=prefix + "*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+    with shared_service(tmp_path_factory.mktemp("responses")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

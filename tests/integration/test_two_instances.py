@@ -9,6 +9,7 @@ Skipped, with the reason, when no PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -68,12 +69,13 @@ class Shared:
         return remember(self.chatgate("keys", "create", "--user", name).strip())
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+@contextlib.contextmanager
+def shared_service(tmp: Path) -> Iterator[Shared]:
+    """A PostgreSQL database of its own, migrated, and a Redis prefix of its own, emptied after."""
     prefix = redis_prefix()
     with postgres_database() as database_url:
         try:
-            found = Shared(tmp_path_factory.mktemp("two"), database_url, prefix)
+            found = Shared(tmp, database_url, prefix)
             found.chatgate("db", "upgrade")
             yield found
         finally:
@@ -82,6 +84,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
             if keys:
                 client.delete(*keys)
             client.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    with shared_service(tmp_path_factory.mktemp("two")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
