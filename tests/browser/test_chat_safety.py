@@ -111,6 +111,7 @@ def test_continue_grows_the_cut_reply_in_its_own_bubble_with_no_new_question(
     conversation = api.post("/api/v1/conversations", json={"max_tokens": 30}).json()["id"]
     login(page, *USER)
     page.goto(f"/c/{conversation}")
+    page.wait_for_load_state("networkidle")  # the conversation is open before it is asked in
     ask(page, "Write a lot")
     cut = page.locator(f'{REPLY}[data-finish="length"]')
     cut.wait_for()
