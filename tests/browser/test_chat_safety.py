@@ -114,7 +114,7 @@ def test_continue_grows_the_cut_reply_in_its_own_bubble_with_no_new_question(
     page.wait_for_load_state("networkidle")  # the conversation is open before it is asked in
     ask(page, "Write a lot")
     cut = page.locator(f'{REPLY}[data-finish="length"]')
-    cut.wait_for()
+    cut.wait_for(timeout=60_000)  # two browsers' tests may run at once on a busy machine
     before = cut.locator(".md").inner_text()
     assert "Continue" in cut.locator(".act-continue").inner_text()
 
